@@ -1,0 +1,3 @@
+"""EvoStreaming: offline VideoLLMs as natively streaming assistants."""
+
+__version__ = "0.1.0"

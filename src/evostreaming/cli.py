@@ -1,0 +1,129 @@
+"""The ``evostreaming`` command line (one typer app)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="EvoStreaming: offline VideoLLMs as streaming assistants, and RealStreamEval to measure them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Performance benchmarks (write JSON + PNG).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.callback()
+def _bench() -> None:
+    """Performance benchmarks (write JSON + PNG)."""
+
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def stream(
+    model: str = typer.Argument(..., help="tiny:<family>, pocket, a hub id or a local model folder"),
+    source: str = typer.Argument(..., help="video file, image folder, camera index, or rtsp/http URL"),
+    fps: float = typer.Option(0.5, help="frames per second fed to the model"),
+    query: list[str] = typer.Option([], "--query", help="user text; repeat for several turns"),
+    query_at: list[float] = typer.Option([], "--query-at", help="stream time (s) of each --query; default 0"),
+    memory_window: float = typer.Option(
+        0.0, help="keep only the last SECONDS of frames in the KV cache (0 = unbounded)"
+    ),
+    max_text_turns: int = typer.Option(64, help="bounded mode: text turns kept after their frames are evicted"),
+    jsonl: Path | None = typer.Option(None, help="write every step (time, action, text, latency) here"),
+    silence_marker: str = typer.Option("<silent>", help="the assistant's 'nothing to say' reply"),
+    silence_threshold: float | None = typer.Option(
+        None, help="silent iff P(marker) >= this (higher = more talkative); default: greedy decision"
+    ),
+    system_prompt: str | None = typer.Option(None, help="override the system prompt ({marker} is substituted)"),
+    max_new_tokens: int = typer.Option(64, help="longest response, in tokens"),
+    max_pixels: int = typer.Option(448 * 448, help="resize frames to at most this many pixels"),
+    max_steps: int | None = typer.Option(None, help="stop after this many frames (for endless sources)"),
+    adapter: Path | None = typer.Option(None, help="a PEFT LoRA adapter folder to apply"),
+    dtype: str = typer.Option("auto", help="model dtype: auto, float32, bfloat16, float16"),
+) -> None:
+    """Watch SOURCE with MODEL; print each response with its stream time as it happens."""
+    from evostreaming.models.registry import ModelLoadError, load_model
+    from evostreaming.stream.memory import MemoryPolicy
+    from evostreaming.stream.runner import UserTurn, run_stream
+    from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT, SessionConfig, StreamingSession
+    from evostreaming.video.sources import VideoSourceError, open_source
+
+    if query_at and len(query_at) != len(query):
+        _fail(f"got {len(query)} --query but {len(query_at)} --query-at; give one time per query or none")
+    times = list(query_at) if query_at else [0.0] * len(query)
+    turns = [UserTurn(t, q) for t, q in zip(times, query, strict=True)]
+    try:
+        frames = open_source(source, fps=fps, max_pixels=max_pixels)
+    except VideoSourceError as exc:
+        _fail(str(exc))
+    try:
+        loaded = load_model(model, dtype=dtype, adapter_dir=str(adapter) if adapter else None)
+    except (ModelLoadError, ValueError) as exc:
+        _fail(str(exc))
+    window = math.ceil(memory_window * fps) if memory_window > 0 else None
+    config = SessionConfig(
+        system_prompt=system_prompt or DEFAULT_SYSTEM_PROMPT,
+        silence_marker=silence_marker,
+        silence_threshold=silence_threshold,
+        max_new_tokens=max_new_tokens,
+        memory=MemoryPolicy(window_frames=window, max_text_turns=max_text_turns),
+    )
+    session = StreamingSession(loaded.model, loaded.processor, loaded.adapter, config)
+    from evostreaming.stream.display import StreamDisplay
+
+    with StreamDisplay(console, title=f"{model} on {source}") as display:
+        try:
+            results = run_stream(session, frames, turns, on_step=display.update, jsonl=jsonl, max_steps=max_steps)
+        except VideoSourceError as exc:
+            _fail(str(exc))
+    n_resp = sum(r.action == "respond" for r in results)
+    err.print(f"{len(results)} steps, {n_resp} responses" + (f"; steps written to {jsonl}" if jsonl else ""))
+
+
+@bench_app.command("streaming")
+def bench_streaming(
+    model: str = typer.Option("tiny:qwen2_5_vl", help="model spec (tiny:<family> recommended)"),
+    frames: int = typer.Option(300, help="number of frames to stream"),
+    window: int = typer.Option(16, help="bounded session: frames kept in the cache"),
+    naive_max: int | None = typer.Option(None, help="stop the naive baseline after this many frames"),
+    json_out: Path = typer.Option(Path("runs/bench/streaming_latency.json"), "--json", help="output JSON"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Per-step latency and memory: naive re-encoding vs incremental vs bounded sessions."""
+    from evostreaming.stream.benchmark import run_benchmark
+
+    summary = run_benchmark(model, frames, window=window, naive_max=naive_max, json_out=json_out, seed=seed)
+    console.print_json(data={k: v for k, v in summary.items() if k != "series"})
+
+
+@app.command()
+def demo(
+    quick: bool = typer.Option(False, help="a shorter run for a first look"),
+    output: Path = typer.Option(Path("runs/demo"), help="where to write the demo's files"),
+) -> None:
+    """The main job on the embedded default model."""
+    from evostreaming.demo import run_demo
+
+    run_demo(output, quick=quick, console=console)
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,108 @@
+"""What the streaming session needs to know about a model family.
+
+Every family difference (turn format, image placeholder, position ids, rotary layout) lives in
+one adapter subclass. The session itself is family-agnostic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from PIL import Image
+
+
+@dataclass
+class EncodedSegment:
+    """One rendered piece of the conversation, tokenized (with image tokens expanded)."""
+
+    input_ids: torch.Tensor  # (n,)
+    mm_kwargs: dict[str, torch.Tensor]  # pixel_values, image_grid_thw, ... ({} for text)
+
+
+class FamilyAdapter:
+    """Base adapter: ChatML-like turn structure, 1D RoPE positions."""
+
+    family: ClassVar[str] = ""
+    model_types: ClassVar[tuple[str, ...]] = ()
+    # Keys of the processor's output that the model's forward consumes for an image.
+    image_keys: ClassVar[tuple[str, ...]] = ("pixel_values",)
+
+    # -- turn format -------------------------------------------------------------------------
+    def system(self, prompt: str) -> str:
+        return f"<|im_start|>system\n{prompt}<|im_end|>\n"
+
+    def user_open(self) -> str:
+        return "<|im_start|>user\n"
+
+    def frame(self) -> str:
+        raise NotImplementedError
+
+    def user_text(self, text: str) -> str:
+        return text
+
+    def assistant_open(self) -> str:
+        """Closes the user turn and opens the assistant turn (the generation prompt)."""
+        return "<|im_end|>\n<|im_start|>assistant\n"
+
+    def assistant_close(self) -> str:
+        return "<|im_end|>\n"
+
+    def end_of_turn_ids(self, tokenizer) -> set[int]:
+        ids = {tokenizer.convert_tokens_to_ids("<|im_end|>")}
+        if tokenizer.eos_token_id is not None:
+            ids.add(tokenizer.eos_token_id)
+        return ids
+
+    # -- encoding ----------------------------------------------------------------------------
+    def encode(self, processor, text: str, image: Image.Image | None = None) -> EncodedSegment:
+        if image is None:
+            ids = processor.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+            return EncodedSegment(ids, {})
+        out = processor(text=[text], images=[image], return_tensors="pt", **self.processor_kwargs())
+        mm = {k: out[k] for k in self.image_keys if k in out}
+        return EncodedSegment(out["input_ids"][0], mm)
+
+    def processor_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def merge_mm(self, parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Concatenate per-image processor outputs into one forward's keyword arguments."""
+        parts = [p for p in parts if p]
+        if not parts:
+            return {}
+        return {k: torch.cat([p[k] for p in parts], dim=0) for k in parts[0]}
+
+    # -- positions ---------------------------------------------------------------------------
+    def positions(self, model, segment: EncodedSegment, start: int) -> tuple[torch.Tensor, int]:
+        """Position ids of a segment placed at ``start``, and the position after it.
+
+        Returns a tensor of shape (P, n): P=1 for 1D RoPE, 3 for M-RoPE.
+        """
+        n = segment.input_ids.shape[0]
+        return torch.arange(start, start + n).unsqueeze(0), start + n
+
+    def forward_position_ids(self, positions: torch.Tensor) -> torch.Tensor:
+        """Shape the concatenated (P, n) positions as the model's forward expects them."""
+        return positions  # (1, n) == (batch, seq)
+
+    def offline_inputs(self, model, input_ids: torch.Tensor, mm: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Keyword arguments for one offline forward over a whole conversation (reference path)."""
+        return {"input_ids": input_ids.unsqueeze(0), **mm}
+
+    # -- rotary ------------------------------------------------------------------------------
+    def text_model(self, model):
+        return model.model.language_model
+
+    def inv_freq(self, model) -> torch.Tensor:
+        rotary = self.text_model(model).rotary_emb
+        if float(getattr(rotary, "attention_scaling", 1.0)) != 1.0:
+            raise ValueError(
+                f"{self.family}: RoPE with attention scaling cannot be re-rotated exactly; "
+                "use unbounded memory (--memory-window 0) for this model"
+            )
+        return rotary.inv_freq.detach().float()
+
+    def max_positions(self, model) -> int:
+        return int(getattr(model.config.get_text_config(), "max_position_embeddings", 32768))

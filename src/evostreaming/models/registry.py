@@ -1,0 +1,84 @@
+"""Load a model and processor from a spec: ``tiny:<family>``, ``pocket``, a hub id or a local path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from evostreaming.models.adapters import ADAPTERS, FamilyAdapter, adapter_for
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    processor: object
+    adapter: FamilyAdapter
+    spec: str
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+def load_model(
+    spec: str,
+    *,
+    dtype: str = "auto",
+    device: str | None = None,
+    adapter_dir: str | None = None,
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load ``spec`` for streaming.
+
+    * ``tiny:<family>``: a tiny random-weight model built offline (tests, benchmarks).
+    * a local folder or a hub id: ``AutoModelForImageTextToText`` + ``AutoProcessor``. Hub ids need
+      network access or a populated Hugging Face cache.
+    ``adapter_dir`` applies a PEFT LoRA adapter on top.
+    """
+    if spec.startswith("tiny:"):
+        from evostreaming.models.tiny import build_tiny
+
+        family = spec.split(":", 1)[1]
+        tm = build_tiny(family)
+        model, processor = tm.model, tm.processor
+    else:
+        model, processor = _load_pretrained(spec, dtype=dtype, trust_remote_code=trust_remote_code)
+    if adapter_dir:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    if device:
+        model = model.to(device)
+    model.eval()
+    return LoadedModel(model, processor, adapter_for(model), spec)
+
+
+def _load_pretrained(spec: str, *, dtype: str, trust_remote_code: bool):
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    local = Path(spec).expanduser()
+    where = str(local) if local.exists() else spec
+    try:
+        config = AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        hint = (
+            "the folder has no usable config.json (with a model_type)"
+            if local.exists()
+            else (
+                "it is neither a local folder nor a reachable hub id (offline? set HF_HUB_OFFLINE=1 and use a cached "
+                "model or a local path)"
+            )
+        )
+        raise ModelLoadError(f"cannot load model {spec!r}: {hint} ({exc})") from exc
+    supported = {t for cls in ADAPTERS.values() for t in cls.model_types}
+    if config.model_type not in supported:
+        raise ModelLoadError(
+            f"model {spec!r} has model_type {config.model_type!r}, which has no streaming adapter; "
+            f"supported: {', '.join(sorted(supported))}"
+        )
+    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    model = AutoModelForImageTextToText.from_pretrained(where, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    processor = AutoProcessor.from_pretrained(where, trust_remote_code=trust_remote_code)
+    return model, processor

@@ -1,0 +1,140 @@
+"""Bounded KV memory: which cached segments to evict, and how to evict them exactly.
+
+Semantics (see docs/streaming.md): the session keeps the system prompt, the frames of the
+last ``window_frames`` steps, and the text of the last ``max_text_turns`` steps that carry
+text (a user turn or a response). Older frames are evicted; a step left with nothing but a
+silent reply is evicted whole. After eviction, the cache equals *exactly* the cache of the
+same conversation with the evicted pieces never present: the keys that follow an evicted
+piece are re-rotated back by that piece's position span, so positions stay compact and never
+exceed the model's range however long the stream runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Segment:
+    """A contiguous run of cached tokens of one kind, belonging to one step (-1: system)."""
+
+    kind: str  # system | open | frame | text | prompt | reply | close
+    step: int
+    n_tokens: int
+    pos_start: int
+    pos_end: int  # first position after the segment
+    silent: bool = False  # for reply segments: the reply was the silence marker
+
+    @property
+    def pos_span(self) -> int:
+        return self.pos_end - self.pos_start
+
+
+@dataclass(frozen=True)
+class MemoryPolicy:
+    """``window_frames=None`` keeps everything (unbounded mode)."""
+
+    window_frames: int | None = None
+    max_text_turns: int | None = 64
+
+    @property
+    def bounded(self) -> bool:
+        return self.window_frames is not None
+
+    def select(self, segments: list[Segment], current_step: int) -> set[int]:
+        """Indices of segments to evict; never touches the system prompt or the current step."""
+        if not self.bounded:
+            return set()
+        by_step: dict[int, list[int]] = {}
+        for i, seg in enumerate(segments):
+            if seg.step >= 0:
+                by_step.setdefault(seg.step, []).append(i)
+        frame_steps = [s for s, idx in sorted(by_step.items()) if any(segments[i].kind == "frame" for i in idx)]
+        evict: set[int] = set()
+        n_old = max(0, len(frame_steps) - max(1, self.window_frames))
+        for step in frame_steps[:n_old]:
+            if step >= current_step:
+                break
+            idx = by_step[step]
+            if self._carries_text(segments, idx):
+                evict.update(i for i in idx if segments[i].kind == "frame")
+            else:
+                evict.update(idx)
+        if self.max_text_turns is not None:
+            text_steps = [
+                s
+                for s, idx in sorted(by_step.items())
+                if s < current_step
+                and not any(i in evict for i in idx)
+                and self._carries_text(segments, idx)
+                and not any(segments[i].kind == "frame" for i in idx)
+            ]
+            excess = len(text_steps) - self.max_text_turns
+            for step in text_steps[: max(0, excess)]:
+                evict.update(by_step[step])
+        return evict
+
+    @staticmethod
+    def _carries_text(segments: list[Segment], idx: list[int]) -> bool:
+        return any(segments[i].kind == "text" for i in idx) or any(
+            segments[i].kind == "reply" and not segments[i].silent for i in idx
+        )
+
+
+def rotate_keys(keys: torch.Tensor, delta: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
+    """Shift RoPE positions of cached keys by ``delta`` (one value per token).
+
+    keys: (batch, heads, n, head_dim) already rotated at their old positions. A uniform shift
+    is a plain RoPE rotation in every frequency, so it is the same for 1D RoPE and for M-RoPE
+    (all three axes move together).
+    """
+    angles = delta.to(torch.float64)[:, None] * inv_freq.to(torch.float64)[None, :]
+    cos = torch.cat([angles.cos(), angles.cos()], dim=-1)
+    sin = torch.cat([angles.sin(), angles.sin()], dim=-1)
+    k = keys.to(torch.float64)
+    half = k.shape[-1] // 2
+    rotated = torch.cat([-k[..., half:], k[..., :half]], dim=-1)
+    return (k * cos + rotated * sin).to(keys.dtype)
+
+
+def evict_segments(
+    cache, segments: list[Segment], remove: set[int], inv_freq: torch.Tensor
+) -> tuple[list[Segment], int]:
+    """Remove segments from every cache layer and compact positions. Returns (segments, span removed)."""
+    if not remove:
+        return segments, 0
+    keep_tok: list[torch.Tensor] = []
+    shifts: list[torch.Tensor] = []
+    kept: list[Segment] = []
+    offset_tok = 0
+    removed_span = 0
+    for i, seg in enumerate(segments):
+        if i in remove:
+            removed_span += seg.pos_span
+        else:
+            keep_tok.append(torch.arange(offset_tok, offset_tok + seg.n_tokens))
+            shifts.append(torch.full((seg.n_tokens,), -removed_span, dtype=torch.long))
+            kept.append(
+                Segment(
+                    seg.kind,
+                    seg.step,
+                    seg.n_tokens,
+                    seg.pos_start - removed_span,
+                    seg.pos_end - removed_span,
+                    seg.silent,
+                )
+            )
+        offset_tok += seg.n_tokens
+    index = torch.cat(keep_tok)
+    delta = torch.cat(shifts)
+    moved = delta != 0
+    for layer in cache.layers:
+        keys = layer.keys.index_select(-2, index.to(layer.keys.device))
+        values = layer.values.index_select(-2, index.to(layer.values.device))
+        if bool(moved.any()):
+            m = moved.to(keys.device)
+            keys[..., m, :] = rotate_keys(keys[..., m, :], delta[moved].to(keys.device), inv_freq.to(keys.device))
+        layer.keys, layer.values = keys, values
+    return kept, removed_span

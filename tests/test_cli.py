@@ -1,0 +1,91 @@
+"""The stream command end to end with a tiny model, and its errors."""
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from evostreaming.cli import app
+from evostreaming.video.writer import write_mp4
+
+runner = CliRunner()
+
+
+def _clip(tmp_path):
+    frames = (np.full((56, 56, 3), (i * 25) % 255, np.uint8) for i in range(12))
+    return write_mp4(frames, tmp_path / "clip.mp4", fps=2)
+
+
+def test_stream_writes_every_step_to_jsonl(tmp_path):
+    out = tmp_path / "steps.jsonl"
+    res = runner.invoke(
+        app,
+        [
+            "stream",
+            "tiny:qwen2_vl",
+            str(_clip(tmp_path)),
+            "--fps",
+            "1",
+            "--query",
+            "What is shown?",
+            "--query-at",
+            "2",
+            "--jsonl",
+            str(out),
+            "--silence-threshold",
+            "1.01",
+            "--max-new-tokens",
+            "2",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["time"] for r in rows] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert {"time", "action", "text", "latency_s"} <= set(rows[0])
+    assert rows[2]["user_text"] == "What is shown?" and rows[1]["user_text"] is None
+    assert all(r["action"] == "respond" for r in rows)  # threshold above 1: never silent
+    # Piped output: one plain line per response, prefixed with its stream time.
+    assert "[    2.00s] USER: What is shown?" in res.output
+
+
+def test_bounded_memory_flag(tmp_path):
+    out = tmp_path / "steps.jsonl"
+    res = runner.invoke(
+        app,
+        [
+            "stream",
+            "tiny:qwen2_vl",
+            str(_clip(tmp_path)),
+            "--fps",
+            "2",
+            "--memory-window",
+            "1",
+            "--silence-threshold",
+            "0",
+            "--jsonl",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len({r["cache_tokens"] for r in rows[3:]}) == 1
+
+
+def test_missing_source_is_a_clear_error(tmp_path):
+    res = runner.invoke(app, ["stream", "tiny:qwen2_vl", str(tmp_path / "missing.mp4")])
+    assert res.exit_code == 2
+    assert "missing.mp4: no such file" in res.output
+
+
+def test_unknown_model_is_a_clear_error(tmp_path):
+    res = runner.invoke(app, ["stream", str(tmp_path), str(_clip(tmp_path))])
+    assert res.exit_code == 2
+    assert "cannot load model" in res.output
+
+
+def test_query_times_must_pair_with_queries(tmp_path):
+    res = runner.invoke(
+        app, ["stream", "tiny:qwen2_vl", str(_clip(tmp_path)), "--query", "a", "--query-at", "1", "--query-at", "2"]
+    )
+    assert res.exit_code == 2
+    assert "one time per query" in res.output
