@@ -18,6 +18,58 @@ bench_app = typer.Typer(help="Performance benchmarks (write JSON + PNG).", no_ar
 app.add_typer(bench_app, name="bench")
 
 
+eval_app = typer.Typer(help="RealStreamEval and OVO-Bench scoring.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.callback()
+def _eval() -> None:
+    """RealStreamEval and OVO-Bench scoring."""
+
+
+@eval_app.command("score-ovo")
+def eval_score_ovo(
+    annotations: Path = typer.Option(..., help="OVO-Bench annotation file (ovo_bench_new.json)"),
+    predictions: Path = typer.Option(..., help="folder of prediction *.json files in OVO-Bench's format"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the scores here"),
+) -> None:
+    """Score predictions with OVO-Bench's original offline rules (for comparability)."""
+    import json
+
+    from rich.table import Table
+
+    from evostreaming.eval.ovo_score import (
+        OVOPredictionError,
+        check_against_annotations,
+        load_predictions,
+        score_predictions,
+    )
+
+    for path in (annotations, predictions):
+        if not path.exists():
+            _fail(f"{path}: no such file or folder")
+    try:
+        preds = load_predictions(predictions)
+        coverage = check_against_annotations(preds, annotations)
+        result = score_predictions(preds)
+    except OVOPredictionError as exc:
+        _fail(str(exc))
+    result["coverage"] = coverage
+    table = Table(title=f"OVO-Bench (original protocol): {predictions}")
+    table.add_column("task / category")
+    table.add_column("score", justify="right")
+    table.add_column("items", justify="right")
+    for task, score in result["tasks"].items():
+        table.add_row(task, f"{score:.2f}", str(result["counts"][task]))
+    for cat, score in result["categories"].items():
+        table.add_row(f"[bold]{cat}[/]", f"[bold]{score:.2f}[/]", "")
+    table.add_row("[bold]overall[/]", f"[bold]{result['overall']:.2f}[/]", "")
+    console.print(table)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2))
+
+
 @bench_app.callback()
 def _bench() -> None:
     """Performance benchmarks (write JSON + PNG)."""

@@ -19,6 +19,20 @@ QWEN_VL = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
+# InternVL (-hf checkpoints): ChatML, each image as "<IMG_CONTEXT>\n" (expanded by the processor).
+INTERNVL = (
+    "{% for message in messages %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<IMG_CONTEXT>\n"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
 # ChatML with a bare <image> placeholder (LLaVA-OneVision on Qwen2, InternVL on Qwen2/3).
 CHATML_IMAGE = (
     "{% for message in messages %}"
@@ -38,8 +52,7 @@ SMOLVLM = (
     "<|im_start|>"
     "{% for message in messages %}"
     "{{ message['role'] | capitalize }}"
-    "{% if message['content'] is string %}:{% if message['role'] == 'assistant' %} {% endif %}"
-    "{{ message['content'] }}"
+    "{% if message['content'] is string %}: {{ message['content'] }}"
     "{% else %}"
     "{% if message['content'][0]['type'] == 'image' %}:{% else %}: {% endif %}"
     "{% for item in message['content'] %}"

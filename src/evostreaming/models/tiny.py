@@ -182,10 +182,178 @@ def build_qwen3_vl(seed: int = 0, *, corpus=None, text_overrides=None, vision_ov
     return TinyModel(model, processor, "qwen3_vl")
 
 
+INTERNVL_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
+
+
+def build_internvl(seed: int = 0, *, corpus=None, text_overrides=None, vision_overrides=None) -> TinyModel:
+    """InternVL 3.5 layout (InternViT + pixel-shuffle MLP + Qwen3 LM), transformers-native ``-hf`` format."""
+    from transformers import (
+        GotOcr2ImageProcessor,
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLProcessor,
+        InternVLVideoProcessor,
+    )
+
+    tok = train_bpe_tokenizer(
+        INTERNVL_SPECIALS,
+        corpus=corpus,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        named_tokens={
+            "start_image_token": "<img>",
+            "end_image_token": "</img>",
+            "context_image_token": "<IMG_CONTEXT>",
+            "video_token": "<video>",
+        },
+    )
+    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<img>", "</img>", "<IMG_CONTEXT>", "<video>")}
+    text = dict(TEXT, vocab_size=len(tok), head_dim=16, model_type="qwen3", **_text_ids(tok))
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0}
+    text.update(text_overrides or {})
+    vision = dict(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=[56, 56],
+        patch_size=[14, 14],
+    )
+    vision.update(vision_overrides or {})
+    config = InternVLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<IMG_CONTEXT>"],
+        image_seq_length=4,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = InternVLForConditionalGeneration(config).eval()
+    size = {"height": 56, "width": 56}
+    processor = InternVLProcessor(
+        image_processor=GotOcr2ImageProcessor(size=size, crop_to_patches=False),
+        video_processor=InternVLVideoProcessor(size=size),
+        tokenizer=tok,
+        image_seq_length=4,
+        chat_template=templates.INTERNVL,
+    )
+    return TinyModel(model, processor, "internvl")
+
+
+LLAVA_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
+
+
+def build_llava_onevision(seed: int = 0, *, corpus=None, text_overrides=None, vision_overrides=None) -> TinyModel:
+    """LLaVA-OneVision layout (SigLIP + anyres + Qwen2 LM), transformers-native ``-hf`` format."""
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+    )
+
+    tok = train_bpe_tokenizer(LLAVA_SPECIALS, corpus=corpus, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    image_id, video_id = tok.convert_tokens_to_ids("<image>"), tok.convert_tokens_to_ids("<video>")
+    text = dict(TEXT, vocab_size=len(tok), model_type="qwen2", **_text_ids(tok))
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0}
+    text.update(text_overrides or {})
+    vision = dict(
+        model_type="siglip_vision_model",
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=28,
+        patch_size=14,
+    )
+    vision.update(vision_overrides or {})
+    pinpoints = [[28, 28], [28, 56], [56, 28], [56, 56]]
+    config = LlavaOnevisionConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_index=image_id,
+        video_token_index=video_id,
+        image_grid_pinpoints=pinpoints,
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+    )
+    torch.manual_seed(seed)
+    model = LlavaOnevisionForConditionalGeneration(config).eval()
+    size = {"height": 28, "width": 28}
+    processor = LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(size=size, image_grid_pinpoints=pinpoints),
+        video_processor=LlavaOnevisionVideoProcessor(size=size),
+        tokenizer=tok,
+        num_image_tokens=4,
+        vision_feature_select_strategy="full",
+        chat_template=templates.CHATML_IMAGE,
+    )
+    return TinyModel(model, processor, "llava_onevision")
+
+
+SMOLVLM_SPECIALS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<end_of_utterance>",
+    "<fake_token_around_image>",
+    "<global-img>",
+    "<image>",
+    "<video>",
+]
+
+
+def build_smolvlm(seed: int = 0, *, corpus=None, text_overrides=None, vision_overrides=None) -> TinyModel:
+    """SmolVLM2 layout (SigLIP + pixel-shuffle connector + Llama LM)."""
+    from transformers import (
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+        SmolVLMImageProcessor,
+        SmolVLMProcessor,
+        SmolVLMVideoProcessor,
+    )
+
+    tok = train_bpe_tokenizer(
+        SMOLVLM_SPECIALS,
+        corpus=corpus,
+        bos_token="<|im_start|>",
+        eos_token="<end_of_utterance>",
+        pad_token="<|endoftext|>",
+    )
+    text = dict(TEXT, vocab_size=len(tok), model_type="llama", **_text_ids(tok))
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0}
+    text.update(text_overrides or {})
+    vision = dict(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=56, patch_size=14
+    )
+    vision.update(vision_overrides or {})
+    config = SmolVLMConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        scale_factor=2,
+    )
+    torch.manual_seed(seed)
+    model = SmolVLMForConditionalGeneration(config).eval()
+    processor = SmolVLMProcessor(
+        image_processor=SmolVLMImageProcessor(
+            size={"longest_edge": 56}, max_image_size={"longest_edge": 56}, do_image_splitting=False
+        ),
+        video_processor=SmolVLMVideoProcessor(size={"longest_edge": 56}, max_image_size={"longest_edge": 56}),
+        tokenizer=tok,
+        image_seq_len=4,
+        chat_template=templates.SMOLVLM,
+    )
+    return TinyModel(model, processor, "smolvlm")
+
+
 BUILDERS: dict[str, Callable[..., TinyModel]] = {
     "qwen2_vl": build_qwen2_vl,
     "qwen2_5_vl": build_qwen2_5_vl,
     "qwen3_vl": build_qwen3_vl,
+    "internvl": build_internvl,
+    "llava_onevision": build_llava_onevision,
+    "smolvlm": build_smolvlm,
 }
 
 

@@ -34,7 +34,7 @@ def train_bpe_tokenizer(
     eos_token: str | None = None,
     pad_token: str | None = None,
     unk_token: str | None = None,
-    extra_attributes: dict[str, str] | None = None,
+    named_tokens: dict[str, str] | None = None,
     add_prefix_space: bool = False,
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on ``corpus`` and wrap it as a transformers fast tokenizer."""
@@ -55,11 +55,15 @@ def train_bpe_tokenizer(
         "pad_token": pad_token,
         "unk_token": unk_token,
     }
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, **{k: v for k, v in kwargs.items() if v})
-    named = {v for v in kwargs.values() if v}
+    # named_tokens become tokenizer attributes (``tok.start_image_token`` and ``..._id``) that
+    # processors read, and they survive save_pretrained (as "extra_special_tokens").
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        extra_special_tokens=dict(named_tokens or {}),
+        **{k: v for k, v in kwargs.items() if v},
+    )
+    named = {v for v in kwargs.values() if v} | set((named_tokens or {}).values())
     extra = [t for t in special_tokens if t not in named]
     if extra:
         fast.add_special_tokens({"additional_special_tokens": extra})
-    for name, value in (extra_attributes or {}).items():
-        setattr(fast, name, value)
     return fast

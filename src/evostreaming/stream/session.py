@@ -94,7 +94,8 @@ class StreamingSession:
         self.last_logits: torch.Tensor | None = None
         self.logit_log: list[torch.Tensor] = []  # (n, vocab) per forward when keep_inputs
         self._pending: list[_Pending] = []
-        self._marker_ids = self.tokenizer(self.config.silence_marker, add_special_tokens=False)["input_ids"]
+        marker_text = self.adapter.reply_text(self.config.silence_marker)
+        self._marker_ids = self.tokenizer(marker_text, add_special_tokens=False)["input_ids"]
         if not self._marker_ids:
             raise ValueError("the silence marker must not be empty")
         self._eot = self.adapter.end_of_turn_ids(self.tokenizer)
@@ -240,7 +241,7 @@ class StreamingSession:
         """Teacher-force an assistant reply for the current step (replaying a known conversation)."""
         step = self.step_index
         silent = text == self.config.silence_marker
-        self._queue("reply", step, text, silent=silent)
+        self._queue("reply", step, self.adapter.reply_text(text), silent=silent)
         self._queue("close", step, self.adapter.assistant_close())
 
     def sync(self) -> None:

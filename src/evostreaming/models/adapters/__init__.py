@@ -1,11 +1,13 @@
 """One adapter per model family; see ``base.FamilyAdapter``."""
 
 from evostreaming.models.adapters.base import EncodedSegment, FamilyAdapter
+from evostreaming.models.adapters.internvl import InternVLAdapter
+from evostreaming.models.adapters.llava_onevision import LlavaOnevisionAdapter
 from evostreaming.models.adapters.qwen import Qwen2_5VLAdapter, Qwen3VLAdapter, QwenVLAdapter
+from evostreaming.models.adapters.smolvlm import SmolVLMAdapter
 
-ADAPTERS: dict[str, type[FamilyAdapter]] = {
-    cls.family: cls for cls in (QwenVLAdapter, Qwen2_5VLAdapter, Qwen3VLAdapter)
-}
+_ALL = (QwenVLAdapter, Qwen2_5VLAdapter, Qwen3VLAdapter, InternVLAdapter, LlavaOnevisionAdapter, SmolVLMAdapter)
+ADAPTERS: dict[str, type[FamilyAdapter]] = {cls.family: cls for cls in _ALL}
 
 
 def adapter_for(model) -> FamilyAdapter:

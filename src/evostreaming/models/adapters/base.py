@@ -46,6 +46,10 @@ class FamilyAdapter:
         """Closes the user turn and opens the assistant turn (the generation prompt)."""
         return "<|im_end|>\n<|im_start|>assistant\n"
 
+    def reply_text(self, text: str) -> str:
+        """How an assistant reply is written after ``assistant_open`` (some formats add a space)."""
+        return text
+
     def assistant_close(self) -> str:
         return "<|im_end|>\n"
 
