@@ -27,6 +27,135 @@ def _eval() -> None:
     """RealStreamEval and OVO-Bench scoring."""
 
 
+def _load_samples(benchmark: str, data: Path, videos: Path | None, fps: float | None, limit: int | None):
+    from evostreaming.eval.datasets.ovo import OVOMapping, load_ovo
+    from evostreaming.eval.schema import SampleFormatError, load_samples
+
+    try:
+        if benchmark == "ovo":
+            samples = load_ovo(data, videos, OVOMapping(fps=fps or 0.5))
+        elif benchmark == "jsonl":
+            samples = load_samples(data)
+            base = data if data.is_dir() else data.parent
+            root = videos or base
+            for s in samples:
+                if "://" not in s.video and not Path(s.video).is_absolute():
+                    s.video = str(root / s.video)
+                if fps:
+                    s.fps = fps
+        else:
+            _fail(f"unknown --benchmark {benchmark!r}: use ovo or jsonl")
+    except SampleFormatError as exc:
+        _fail(str(exc))
+    return samples[:limit] if limit else samples
+
+
+@eval_app.command("run")
+def eval_run(
+    data: Path = typer.Option(..., help="benchmark file (OVO json or RealStreamEval JSONL) or folder"),
+    output: Path = typer.Option(..., help="output folder (re-running resumes)"),
+    benchmark: str = typer.Option("jsonl", help="ovo | jsonl"),
+    videos: Path | None = typer.Option(None, help="folder the samples' video paths are relative to"),
+    model: str | None = typer.Option(None, help="model spec (tiny:<family>, pocket, hub id, folder)"),
+    baseline: str | None = typer.Option(None, help="always-silent | always-respond | oracle"),
+    adapter: Path | None = typer.Option(None, help="PEFT LoRA adapter for --model"),
+    judge: str = typer.Option("rule", help="rule | embedding | openai:URL,model=NAME"),
+    fps: float | None = typer.Option(None, help="override the samples' frame rate (default 0.5)"),
+    limit: int | None = typer.Option(None, help="only the first N samples"),
+    silence_threshold: float | None = typer.Option(None, help="responsiveness knob (see stream --help)"),
+    memory_window: float = typer.Option(0.0, help="bounded memory, seconds of frames (0 = unbounded)"),
+    max_new_tokens: int = typer.Option(48, help="longest response"),
+    max_pixels: int = typer.Option(448 * 448, help="frame pixel budget"),
+    timelines: int = typer.Option(50, help="timeline PNGs to draw (-1 = all)"),
+) -> None:
+    """Run RealStreamEval: the model decides causally when to speak; then score and report."""
+    import math
+
+    from evostreaming.eval.judges import make_judge
+    from evostreaming.eval.policies import SessionPolicy, make_baseline
+    from evostreaming.eval.protocol import run_protocol
+    from evostreaming.eval.report import write_report
+
+    if (model is None) == (baseline is None):
+        _fail("give exactly one of --model or --baseline")
+    samples = _load_samples(benchmark, data, videos, fps, limit)
+    try:
+        scorer = make_judge(judge, cache_dir=output / "judge-cache")
+    except ValueError as exc:
+        _fail(str(exc))
+    if baseline:
+        try:
+            policy = make_baseline(baseline)
+        except ValueError as exc:
+            _fail(str(exc))
+    else:
+        from evostreaming.models.registry import ModelLoadError, load_model
+        from evostreaming.stream.memory import MemoryPolicy
+        from evostreaming.stream.session import SessionConfig
+
+        try:
+            loaded = load_model(model, adapter_dir=str(adapter) if adapter else None)
+        except (ModelLoadError, ValueError) as exc:
+            _fail(str(exc))
+
+        def config_for(sample):
+            window = math.ceil(memory_window * sample.fps) if memory_window > 0 else None
+            return SessionConfig(
+                silence_threshold=silence_threshold,
+                max_new_tokens=max_new_tokens,
+                memory=MemoryPolicy(window_frames=window),
+            )
+
+        policy = SessionPolicy(loaded, config_for)
+    info = {
+        "benchmark": benchmark,
+        "data": str(data),
+        "model": model,
+        "baseline": baseline,
+        "adapter": str(adapter) if adapter else None,
+        "judge": judge,
+    }
+    run_protocol(samples, policy, output, console=err, max_pixels=max_pixels, run_info=info)
+    summary = write_report(output, scorer, timelines=timelines)
+    _print_summary(summary, output)
+
+
+@eval_app.command("report")
+def eval_report(
+    output: Path = typer.Argument(..., help="a folder written by 'eval run'"),
+    judge: str = typer.Option("rule", help="rule | embedding | openai:URL,model=NAME"),
+    timelines: int = typer.Option(50, help="timeline PNGs to draw (-1 = all)"),
+) -> None:
+    """Re-score saved trajectories (no model needed) and rewrite summary.json, report.md, timelines."""
+    from evostreaming.eval.judges import make_judge
+    from evostreaming.eval.report import write_report
+
+    try:
+        summary = write_report(output, make_judge(judge, cache_dir=output / "judge-cache"), timelines=timelines)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    _print_summary(summary, output)
+
+
+def _print_summary(summary: dict, output: Path) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"RealStreamEval ({output})")
+    for col in ("Overall", "RTVP", "BT", "FAR", "R_ans", "premature", "judge failures"):
+        table.add_column(col, justify="right")
+    regs = summary["regimes"]
+    d = summary["diagnostics"]
+    table.add_row(
+        f"{summary['overall']:.2f}",
+        *(f"{regs[r]:.2f}" if r in regs else "-" for r in ("RTVP", "BT", "FAR")),
+        f"{d['r_ans']:.3f}",
+        str(d["premature_samples"]),
+        str(d["judge_failures"]),
+    )
+    console.print(table)
+    console.print(f"summary: {output / 'summary.json'}  report: {output / 'report.md'}")
+
+
 @eval_app.command("score-ovo")
 def eval_score_ovo(
     annotations: Path = typer.Option(..., help="OVO-Bench annotation file (ovo_bench_new.json)"),

@@ -190,8 +190,10 @@ def diagnostics(scores: Sequence[SampleScore], fps_by_id: dict[str, float] | Non
     lat = [x for s in scores for x in s.latencies_s]
     toks = [x for s in scores for x in s.tokens]
     recalled = sum(sum(1 for h in s.gold_hits if h >= 0.5) for s in scores)
+
     def per_min(k):
         return k / minutes if minutes else 0.0
+
     return {
         "precision": correct / n_resp if n_resp else 0.0,
         "recall": recalled / n_gold if n_gold else 0.0,

@@ -1,0 +1,1 @@
+"""Dataset adapters: external benchmarks -> RealStreamEval samples."""
