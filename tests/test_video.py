@@ -136,3 +136,31 @@ def test_open_source_dispatch(tmp_path):
     assert [round(f.time, 2) for f in open_source(clip, fps=2)] == [0.0, 0.5, 1.0, 1.5]
     with pytest.raises(VideoSourceError, match="no images"):
         open_source(tmp_path)  # a folder with no images
+
+
+def test_network_url_source_over_local_http(tmp_path):
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from evostreaming.video.sources import LiveSource
+
+    clip = write_mp4((np.full((32, 32, 3), 20 * k, np.uint8) for k in range(12)), tmp_path / "live.mp4", fps=2)
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{clip.name}"
+        source = open_source(url, fps=1.0)
+        assert isinstance(source, LiveSource)
+        assert [round(f.time, 2) for f in source] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+        missing = open_source(f"http://127.0.0.1:{server.server_address[1]}/nope.mp4")
+        with pytest.raises(VideoSourceError, match="nope.mp4: cannot open live source"):
+            list(missing)
+    finally:
+        server.shutdown()
