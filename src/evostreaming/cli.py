@@ -199,6 +199,61 @@ def eval_score_ovo(
         json_out.write_text(json.dumps(result, indent=2))
 
 
+world_app = typer.Typer(help="ShapesWorld: the procedural video world and the pocket model.", no_args_is_help=True)
+app.add_typer(world_app, name="world")
+
+
+@world_app.callback()
+def _world() -> None:
+    """ShapesWorld: the procedural video world and the pocket model."""
+
+
+@world_app.command("make-bench")
+def world_make_bench(
+    output: Path = typer.Option(..., help="folder to write samples.jsonl, scenes.jsonl and videos/"),
+    seed: int = typer.Option(1, help="benchmark seed (scene seeds are derived from it)"),
+    n: int = typer.Option(50, help="number of streams (task types in turn)"),
+) -> None:
+    """Write a ShapesWorld streaming benchmark in the RealStreamEval native format, with mp4s."""
+    from evostreaming.world.bench import make_bench
+
+    samples = make_bench(seed, n, output)
+    console.print(f"{len(samples)} streams -> {output / 'samples.jsonl'} (use: evostreaming eval run --data {output})")
+
+
+@world_app.command("train-pocket")
+def world_train_pocket(
+    output: Path = typer.Option(..., help="training folder (checkpoint/, final/, train_log.jsonl); re-run resumes"),
+    seed: int = typer.Option(0),
+    steps: int = typer.Option(4000, help="optimizer steps"),
+    batch_size: int = typer.Option(16),
+    lr: float = typer.Option(2e-3),
+) -> None:
+    """Train the pocket VideoLLM from scratch on ShapesWorld's offline supervision (CPU, resumable)."""
+    from evostreaming.models.pocket.train import PocketTrainConfig, train_pocket
+
+    final = train_pocket(output, PocketTrainConfig(seed=seed, steps=steps, batch_size=batch_size, lr=lr), err)
+    console.print(f"pocket model: {final}")
+
+
+@world_app.command("eval-pocket")
+def world_eval_pocket(
+    model: str = typer.Option("pocket", help="pocket, or pocket:DIR for a trained folder"),
+    n_per_kind: int = typer.Option(100, help="held-out examples per kind (qa, relevance, question, ...)"),
+    json_out: Path = typer.Option(Path("runs/pocket/offline_metrics.json"), "--json"),
+) -> None:
+    """Held-out offline metrics: QA, relevance, question generation, task-type classification."""
+    from evostreaming.models.pocket.evaluate import offline_metrics
+    from evostreaming.models.registry import ModelLoadError, load_model
+
+    try:
+        loaded = load_model(model)
+    except ModelLoadError as exc:
+        _fail(str(exc))
+    result = offline_metrics(loaded.model, loaded.processor, n_per_kind, out=json_out)
+    console.print_json(data={k: v for k, v in result.items() if k != "failures"})
+
+
 @bench_app.callback()
 def _bench() -> None:
     """Performance benchmarks (write JSON + PNG)."""

@@ -32,12 +32,21 @@ def load_model(
 ) -> LoadedModel:
     """Load ``spec`` for streaming.
 
+    * ``pocket`` (or ``pocket:DIR``): the pocket VideoLLM trained in ShapesWorld (committed weights).
     * ``tiny:<family>``: a tiny random-weight model built offline (tests, benchmarks).
     * a local folder or a hub id: ``AutoModelForImageTextToText`` + ``AutoProcessor``. Hub ids need
       network access or a populated Hugging Face cache.
     ``adapter_dir`` applies a PEFT LoRA adapter on top.
     """
-    if spec.startswith("tiny:"):
+    if spec == "pocket" or spec.startswith("pocket:"):
+        from evostreaming.models.pocket import load_pocket
+
+        path = spec.split(":", 1)[1] if ":" in spec else None
+        try:
+            model, processor = load_pocket(path)
+        except FileNotFoundError as exc:
+            raise ModelLoadError(str(exc)) from exc
+    elif spec.startswith("tiny:"):
         from evostreaming.models.tiny import build_tiny
 
         family = spec.split(":", 1)[1]

@@ -103,7 +103,15 @@ def build_qwen2_vl(seed: int = 0, *, corpus=None, text_overrides=None, vision_ov
     return TinyModel(model, processor, "qwen2_vl")
 
 
-def build_qwen2_5_vl(seed: int = 0, *, corpus=None, text_overrides=None, vision_overrides=None) -> TinyModel:
+def build_qwen2_5_vl(
+    seed: int = 0,
+    *,
+    corpus=None,
+    text_overrides=None,
+    vision_overrides=None,
+    max_side_tokens: int = 4,
+    vocab_size: int = 600,
+) -> TinyModel:
     from transformers import (
         Qwen2_5_VLConfig,
         Qwen2_5_VLForConditionalGeneration,
@@ -112,7 +120,7 @@ def build_qwen2_5_vl(seed: int = 0, *, corpus=None, text_overrides=None, vision_
         Qwen2VLVideoProcessor,
     )
 
-    tok = _qwen_tokenizer(corpus)
+    tok = _qwen_tokenizer(corpus, vocab_size)
     text = dict(TEXT, vocab_size=len(tok), tie_word_embeddings=False, **_text_ids(tok))
     text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}
     text.update(text_overrides or {})
@@ -130,7 +138,7 @@ def build_qwen2_5_vl(seed: int = 0, *, corpus=None, text_overrides=None, vision_
     config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **_qwen_ids(tok))
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    size = _qwen_image_size(14, 2)
+    size = _qwen_image_size(14, 2, max_side_tokens)
     processor = Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(size=size),
         video_processor=Qwen2VLVideoProcessor(size=size),

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 
-def write_mp4(frames: Iterable[np.ndarray], path: str | Path, fps: float = 2.0) -> Path:
+def write_mp4(frames: Iterable[np.ndarray], path: str | Path, fps: float = 2.0, crf: int | None = None) -> Path:
+    """``crf`` sets x264's quality (lower = closer to the input; 23 is x264's default)."""
     import av
 
     path = Path(path)
@@ -22,6 +23,8 @@ def write_mp4(frames: Iterable[np.ndarray], path: str | Path, fps: float = 2.0) 
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height = w - w % 2, h - h % 2
         stream.pix_fmt = "yuv420p"
+        if crf is not None and codec == "libx264":
+            stream.options = {"crf": str(crf)}
         for arr in _chain(first, frames):
             arr = np.asarray(arr, dtype=np.uint8)[: stream.height, : stream.width]
             for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):

@@ -1,0 +1,105 @@
+"""Held-out offline metrics of the pocket model (the model card's numbers).
+
+Scenes come from seeds disjoint from training (>= 10,000,000). Every example is shown whole
+(offline), answered greedily, and checked against the world's canonical answer:
+
+* QA accuracy: normalized exact match (numbers compared as integers);
+* relevance accuracy: the yes/no answer;
+* question generation: the output parses as a canonical question of the requested type that
+  makes sense for the clip;
+* task-type classification accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from evostreaming.eval.judges import normalize
+from evostreaming.world.generator import generate_scene
+from evostreaming.world.language import is_valid_question
+from evostreaming.world.supervision import KINDS_OF_EXAMPLES, Example, make_example, to_messages
+
+HELDOUT_SEED = 10_000_000
+
+
+@torch.no_grad()
+def generate_answers(model, processor, examples: list[Example], batch_size: int = 16, max_new_tokens: int = 32):
+    tok = processor.tokenizer
+    side = tok.padding_side
+    tok.padding_side = "left"
+    outs = []
+    try:
+        for i in range(0, len(examples), batch_size):
+            chunk = examples[i : i + batch_size]
+            texts = [
+                processor.apply_chat_template(to_messages(ex)[:-1], tokenize=False, add_generation_prompt=True)
+                for ex in chunk
+            ]
+            images = [Image.fromarray(f) for ex in chunk for f in ex.frames]
+            enc = processor(text=texts, images=images, return_tensors="pt", padding=True)
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
+            new = gen[:, enc["input_ids"].shape[1] :]
+            outs += [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
+    finally:
+        tok.padding_side = side
+    return outs
+
+
+def heldout_examples(n_per_kind: int, seed: int = HELDOUT_SEED) -> list[Example]:
+    rng = random.Random(seed)
+    out = []
+    for kind in KINDS_OF_EXAMPLES:
+        got = 0
+        while got < n_per_kind:
+            scene = generate_scene(seed + rng.randrange(1_000_000))
+            ex = make_example(scene, kind, rng)
+            if ex is not None:
+                ex.meta["scene"] = scene
+                out.append(ex)
+                got += 1
+    return out
+
+
+def is_correct(ex: Example, output: str) -> bool:
+    if ex.kind == "question":
+        return is_valid_question(output, ex.task_type, ex.meta["scene"])
+    if ex.answer.isdigit():
+        return output.strip().isdigit() and int(output) == int(ex.answer)
+    return normalize(output) == normalize(ex.answer)
+
+
+def offline_metrics(model, processor, n_per_kind: int = 100, seed: int = HELDOUT_SEED, out: Path | None = None) -> dict:
+    examples = heldout_examples(n_per_kind, seed)
+    outputs = generate_answers(model, processor, examples)
+    by_kind: dict[str, list[bool]] = defaultdict(list)
+    by_type: dict[str, list[bool]] = defaultdict(list)
+    failures = []
+    for ex, o in zip(examples, outputs, strict=True):
+        ok = is_correct(ex, o)
+        by_kind[ex.kind].append(ok)
+        if ex.kind == "qa":
+            by_type[ex.task_type].append(ok)
+        if not ok and len(failures) < 30:
+            failures.append({"kind": ex.kind, "prompt": ex.prompt, "gold": ex.answer, "output": o})
+    acc = {k: sum(v) / len(v) for k, v in by_kind.items()}
+    result = {
+        "qa_accuracy": acc.get("qa"),
+        "relevance_accuracy": acc.get("relevance"),
+        "question_validity": acc.get("question"),
+        "task_type_accuracy": acc.get("task_type"),
+        "caption_accuracy": acc.get("caption"),
+        "qa_accuracy_by_task_type": {k: sum(v) / len(v) for k, v in sorted(by_type.items())},
+        "n_per_kind": n_per_kind,
+        "heldout_seed": seed,
+        "failures": failures,
+    }
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,136 @@
+"""Train the pocket model from scratch on ShapesWorld's offline supervision (CPU-friendly).
+
+Resumable: a checkpoint (weights, optimizer, scheduler, step) is written every
+``checkpoint_every`` steps to ``OUTPUT/checkpoint``; re-running the same command continues from
+it, with the same data the uninterrupted run would have seen (batches are a function of the
+seed and the step). The final model is saved to ``OUTPUT/final`` (safetensors + processor).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from evostreaming.models.pocket.build import build_pocket
+from evostreaming.models.pocket.data import batch_examples, collate, encode_example
+from evostreaming.train.checkpoint import load_training_state, save_checkpoint
+
+
+@dataclass
+class PocketTrainConfig:
+    seed: int = 0
+    steps: int = 4000
+    batch_size: int = 16
+    lr: float = 2e-3
+    warmup: int = 100
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.01
+    n_scenes: int = 20_000  # training scenes are seeds [0, n_scenes); benchmarks use other seeds
+    checkpoint_every: int = 250
+    log_every: int = 25
+
+
+def _schedule(cfg: PocketTrainConfig):
+    def f(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def train_pocket(
+    output: Path,
+    cfg: PocketTrainConfig | None = None,
+    console: Console | None = None,
+    max_steps_this_run: int | None = None,
+) -> Path:
+    from accelerate import Accelerator
+
+    cfg = cfg or PocketTrainConfig()
+    console = console or Console(stderr=True)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    ckpt = output / "checkpoint"
+    torch.manual_seed(cfg.seed)
+    tm = build_pocket(cfg.seed)
+    model, processor = tm.model, tm.processor
+    start = 0
+    if (ckpt / "config.json").exists():
+        from transformers import Qwen2_5_VLForConditionalGeneration
+
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(ckpt, dtype=torch.float32)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
+    if (ckpt / "trainer_state.json").exists():
+        state = load_training_state(ckpt, optimizer, scheduler)
+        start = state["step"]
+        console.print(f"resuming pocket training from step {start} ({ckpt})")
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    log_path = output / "train_log.jsonl"
+    (output / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    end = cfg.steps if max_steps_this_run is None else min(cfg.steps, start + max_steps_this_run)
+    pad_id = processor.tokenizer.pad_token_id
+    columns = (
+        TextColumn("[bold]pocket[/] {task.fields[loss]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    running = None
+    with Progress(*columns, console=console) as progress, open(log_path, "a") as log:
+        task = progress.add_task("train", total=cfg.steps, completed=start, loss="")
+        for step in range(start, end):
+            t0 = time.perf_counter()
+            items = [
+                encode_example(processor, ex) for ex in batch_examples(cfg.seed, step, cfg.batch_size, cfg.n_scenes)
+            ]
+            batch = {k: v.to(accelerator.device) for k, v in collate(items, pad_id).items()}
+            loss = model(**batch).loss
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+            progress.update(task, advance=1, loss=f"loss {running:.3f}")
+            if (step + 1) % cfg.log_every == 0:
+                log.write(
+                    json.dumps(
+                        {
+                            "step": step + 1,
+                            "loss": loss.item(),
+                            "ema_loss": running,
+                            "lr": scheduler.get_last_lr()[0],
+                            "step_s": time.perf_counter() - t0,
+                        }
+                    )
+                    + "\n"
+                )
+                log.flush()
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == end:
+                save_checkpoint(ckpt, accelerator.unwrap_model(model), processor, optimizer, scheduler, step + 1)
+    final = output / "final"
+    if end == cfg.steps:
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.eval()
+        save_checkpoint(final, unwrapped, processor, None, None, cfg.steps, {"config": asdict(cfg)})
+        for extra in ("optimizer.safetensors", "optimizer.json"):
+            (final / extra).unlink(missing_ok=True)
+    return final

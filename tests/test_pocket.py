@@ -1,0 +1,87 @@
+"""The pocket VideoLLM: training smoke run and resume, committed weights, offline skill, streaming."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from evostreaming.models.pocket import WEIGHTS_DIR, pocket_available
+from evostreaming.models.pocket.train import PocketTrainConfig, train_pocket
+
+SMOKE = dict(steps=8, batch_size=4, warmup=1, lr=2e-3, checkpoint_every=4, log_every=1, n_scenes=50)
+
+
+def test_training_smoke_loss_decreases(tmp_path):
+    train_pocket(tmp_path, PocketTrainConfig(**SMOKE))
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert len(losses) == 8
+    assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 0.5
+    assert (tmp_path / "final" / "model.safetensors").exists()
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    cfg = PocketTrainConfig(**SMOKE)
+    train_pocket(tmp_path / "straight", cfg)
+    train_pocket(tmp_path / "resumed", cfg, max_steps_this_run=4)  # "killed" after the step-4 checkpoint
+    assert not (tmp_path / "resumed" / "final").exists()
+    state = json.loads((tmp_path / "resumed" / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] == 4
+    train_pocket(tmp_path / "resumed", cfg)
+    a = load_file(str(tmp_path / "straight" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "final" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
+needs_weights = pytest.mark.skipif(not pocket_available(), reason="pocket weights not committed yet")
+
+
+@needs_weights
+def test_committed_weights_load_by_name_and_fit_the_budget():
+    from evostreaming.models.registry import load_model
+
+    loaded = load_model("pocket")
+    assert loaded.adapter.family == "qwen2_5_vl"
+    assert type(loaded.model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    size = sum(p.stat().st_size for p in WEIGHTS_DIR.iterdir())
+    assert size <= 20 * 1024 * 1024
+    assert not list(WEIGHTS_DIR.glob("*.bin")) and not list(WEIGHTS_DIR.glob("*.pt"))
+
+
+@needs_weights
+def test_pocket_streams_exactly_like_an_offline_forward():
+    import numpy as np
+
+    from evostreaming.models.pocket import load_pocket
+    from evostreaming.stream.session import SessionConfig, StreamingSession
+    from evostreaming.world.generator import generate_scene
+    from evostreaming.world.scene import render_frames
+
+    model, processor = load_pocket()
+    s = StreamingSession(model, processor, config=SessionConfig(max_new_tokens=4), keep_inputs=True)
+    frames = render_frames(generate_scene(10_000_007))
+    for k, (_, frame) in enumerate(frames[:8]):
+        s.push_frame(np.asarray(frame), "tell me each change as it happens." if k == 0 else None)
+        d = s.decide()
+        if not d.silent:
+            s.generate_reply(ban_marker_start=d.greedy_silent)
+    s.sync()
+    ids, mm = s.cached_inputs()
+    with torch.no_grad():
+        ref = model(**s.adapter.offline_inputs(model, ids, mm)).logits[0].float()
+    assert (torch.cat(s.logit_log) - ref).abs().max().item() <= 1e-4
+
+
+@needs_weights
+@pytest.mark.slow
+def test_offline_skill_on_a_small_heldout_set():
+    from evostreaming.models.pocket import load_pocket
+    from evostreaming.models.pocket.evaluate import offline_metrics
+
+    model, processor = load_pocket()
+    m = offline_metrics(model, processor, n_per_kind=40, seed=20_000_000)
+    assert m["qa_accuracy"] >= 0.85
+    assert m["relevance_accuracy"] >= 0.85
+    assert m["question_validity"] >= 0.90
+    assert m["task_type_accuracy"] >= 0.80
