@@ -254,6 +254,137 @@ def world_eval_pocket(
     console.print_json(data={k: v for k, v in result.items() if k != "failures"})
 
 
+evolve_app = typer.Typer(help="EvoStreaming: self-evolution of the interaction policy.", no_args_is_help=True)
+app.add_typer(evolve_app, name="evolve")
+train_app = typer.Typer(help="Training: LoRA SFT on streaming conversations.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@evolve_app.callback()
+def _evolve() -> None:
+    """EvoStreaming: self-evolution of the interaction policy."""
+
+
+@train_app.callback()
+def _train() -> None:
+    """Training: LoRA SFT on streaming conversations."""
+
+
+def _pool(videos: Path | None, world_seed: int | None, n_videos: int):
+    from evostreaming.evolve.pool import folder_pool, world_pool
+
+    if (videos is None) == (world_seed is None):
+        _fail("give exactly one of --videos DIR or --world-seed S")
+    if videos is not None:
+        try:
+            return folder_pool(videos)
+        except FileNotFoundError as exc:
+            _fail(str(exc))
+    return world_pool(world_seed, n_videos)
+
+
+def _lora_config(rank, alpha, lr, batch_size, epochs):
+    from evostreaming.train.lora import LoraTrainConfig
+
+    return LoraTrainConfig(rank=rank, alpha=alpha, lr=lr, batch_size=batch_size, epochs=epochs)
+
+
+@evolve_app.command("run")
+def evolve_run(
+    model: str = typer.Option(..., help="base model spec (pocket, tiny:<family>, hub id, folder)"),
+    output: Path = typer.Option(..., help="output folder; round-<i>/adapter/ per round; re-run resumes"),
+    videos: Path | None = typer.Option(None, help="a folder of videos as the pool"),
+    world_seed: int | None = typer.Option(None, help="use ShapesWorld scenes as the pool"),
+    n_videos: int = typer.Option(1200, help="pool size for --world-seed"),
+    n_samples: int = typer.Option(1000, help="trajectories per round"),
+    rounds: int = typer.Option(1),
+    questions_per_video: int = typer.Option(2),
+    random_relevance: bool = typer.Option(False, help="ablation: random relevance labels at the same rate"),
+    rank: int = typer.Option(8),
+    alpha: int = typer.Option(32),
+    lr: float = typer.Option(1e-4),
+    batch_size: int = typer.Option(8),
+    epochs: float = typer.Option(1.0),
+    seed: int = typer.Option(0),
+) -> None:
+    """Run EvoStreaming rounds end to end (taxonomy, questions, relevance, roll-out, standardize, LoRA)."""
+    from rich.progress import Progress
+
+    from evostreaming.evolve.pipeline import EvolveConfig, run_evolution
+
+    pool = _pool(videos, world_seed, n_videos)
+    cfg = EvolveConfig(
+        n_samples=n_samples,
+        rounds=rounds,
+        questions_per_video=questions_per_video,
+        seed=seed,
+        random_relevance=random_relevance,
+        lora=_lora_config(rank, alpha, lr, batch_size, epochs),
+    )
+    with Progress(console=err) as progress:
+        tasks: dict[str, int] = {}
+
+        def report(stage, done, total):
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        adapters = run_evolution(model, pool, output, cfg, err, report)
+    for i, a in enumerate(adapters, start=1):
+        console.print(f"round {i}: adapter {a}")
+
+
+@evolve_app.command("show")
+def evolve_show(
+    path: Path = typer.Argument(..., help="a round folder (rollouts.jsonl) or a rollouts/train JSONL file"),
+    index: int = typer.Option(0, help="which trajectory"),
+) -> None:
+    """Print one trajectory as a readable timeline."""
+    import json
+
+    from rich.table import Table
+
+    file = path / "rollouts.jsonl" if path.is_dir() else path
+    if not file.exists():
+        _fail(f"{file}: no such file")
+    rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    if not 0 <= index < len(rows):
+        _fail(f"{file}: has {len(rows)} trajectories; --index must be in [0, {len(rows) - 1}]")
+    row = rows[index]
+    steps = row.get("steps") or [{"step": k, **t} for k, t in enumerate(row["turns"])]
+    fps = row.get("fps", 0.5)
+    table = Table(title=f"{row['video']}  ({row.get('question', '')})")
+    table.add_column("time", justify="right")
+    table.add_column("user")
+    table.add_column("assistant")
+    for s in steps:
+        table.add_row(f"{s['step'] / fps:.0f}s", s.get("user_text") or "", s["reply"])
+    console.print(table)
+
+
+@train_app.command("lora")
+def train_lora_cmd(
+    model: str = typer.Option(..., help="base model spec"),
+    data: Path = typer.Option(..., help="training conversations (JSONL, e.g. round-1/train.jsonl)"),
+    output: Path = typer.Option(..., help="output folder (adapter/ + checkpoint/); re-run resumes"),
+    rank: int = typer.Option(8),
+    alpha: int = typer.Option(32),
+    lr: float = typer.Option(1e-4),
+    batch_size: int = typer.Option(8),
+    epochs: float = typer.Option(1.0),
+) -> None:
+    """LoRA SFT (PEFT) on any trajectory file; loss on assistant turns only."""
+    from evostreaming.train.lora import TrainDataError, train_lora
+
+    if not data.exists():
+        _fail(f"{data}: no such file")
+    try:
+        adapter = train_lora(model, data, output, _lora_config(rank, alpha, lr, batch_size, epochs), err)
+    except TrainDataError as exc:
+        _fail(str(exc))
+    console.print(f"adapter: {adapter}")
+
+
 @bench_app.callback()
 def _bench() -> None:
     """Performance benchmarks (write JSON + PNG)."""

@@ -1,9 +1,9 @@
 """The main job behind ``make demo``.
 
-Until the pocket model lands, the demo streams a procedurally drawn clip (a square moving across
-the frame, written to mp4 with PyAV) through a tiny random-weight Qwen2.5-VL with the real
-processor, session, decision rule and bounded memory, and prints what happens at every step.
-The responses of a random-weight model are noise; what the demo shows is the runtime.
+With the pocket model (committed weights): write a small held-out ShapesWorld streaming
+benchmark, evaluate the vanilla pocket model on it with RealStreamEval (it decides causally when
+to speak), and print the table. Without it: stream a procedural clip through a tiny random-weight
+Qwen2.5-VL, which shows the runtime only.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.table import Table
-
-DEMO_MODEL = "tiny:qwen2_5_vl"
 
 
 def _moving_square(n: int, size: int = 112):
@@ -26,6 +24,55 @@ def _moving_square(n: int, size: int = 112):
 
 
 def run_demo(output: Path, *, quick: bool = False, console: Console | None = None) -> Path:
+    from evostreaming.models.pocket import pocket_available
+
+    console = console or Console()
+    output.mkdir(parents=True, exist_ok=True)
+    if pocket_available():
+        return _pocket_demo(output, quick=quick, console=console)
+    return _tiny_demo(output, quick=quick, console=console)
+
+
+def _pocket_demo(output: Path, *, quick: bool, console: Console) -> Path:
+    from evostreaming.eval.policies import SessionPolicy
+    from evostreaming.eval.protocol import run_protocol
+    from evostreaming.eval.report import write_report
+    from evostreaming.eval.schema import load_samples
+    from evostreaming.models.registry import load_model
+    from evostreaming.stream.session import SessionConfig
+    from evostreaming.world.bench import make_bench
+
+    n = 10 if quick else 50
+    bench = output / "bench"
+    if not (bench / "samples.jsonl").exists():
+        make_bench(seed=0, n=n, output=bench)
+    samples = load_samples(bench / "samples.jsonl")
+    for s in samples:
+        s.video = str(bench / s.video)
+    console.print(
+        f"[bold]demo[/]: vanilla pocket model on {len(samples)} held-out ShapesWorld streams (RealStreamEval)"
+    )
+    loaded = load_model("pocket")
+    policy = SessionPolicy(loaded, lambda sample: SessionConfig(max_new_tokens=16))
+    run_dir = output / "vanilla"
+    run_protocol(samples, policy, run_dir, console=console)
+    summary = write_report(run_dir, timelines=5)
+    table = Table(title="RealStreamEval, vanilla pocket model")
+    for col in ("Overall", "RTVP", "BT", "FAR", "R_ans", "premature samples"):
+        table.add_column(col, justify="right")
+    r, d = summary["regimes"], summary["diagnostics"]
+    table.add_row(
+        f"{summary['overall']:.2f}",
+        *(f"{r.get(k, 0):.2f}" for k in ("RTVP", "BT", "FAR")),
+        f"{d['r_ans']:.3f}",
+        str(d["premature_samples"]),
+    )
+    console.print(table)
+    console.print(f"report: {run_dir / 'report.md'}")
+    return run_dir
+
+
+def _tiny_demo(output: Path, *, quick: bool, console: Console) -> Path:
     from evostreaming.models.registry import load_model
     from evostreaming.stream.memory import MemoryPolicy
     from evostreaming.stream.runner import UserTurn, run_stream
@@ -33,12 +80,10 @@ def run_demo(output: Path, *, quick: bool = False, console: Console | None = Non
     from evostreaming.video.sources import VideoFileSource
     from evostreaming.video.writer import write_mp4
 
-    console = console or Console()
-    output.mkdir(parents=True, exist_ok=True)
     seconds = 20 if quick else 60
     clip = write_mp4(_moving_square(seconds * 2), output / "moving_square.mp4", fps=2)
-    console.print(f"[bold]demo[/]: {seconds} s procedural clip -> {clip}; model {DEMO_MODEL} (random weights)")
-    loaded = load_model(DEMO_MODEL)
+    console.print(f"[bold]demo[/]: {seconds} s procedural clip -> {clip}; model tiny:qwen2_5_vl (random weights)")
+    loaded = load_model("tiny:qwen2_5_vl")
     config = SessionConfig(silence_threshold=0.5, max_new_tokens=8, memory=MemoryPolicy(window_frames=8))
     session = StreamingSession(loaded.model, loaded.processor, loaded.adapter, config)
     turns = [UserTurn(0.0, "Tell me when the red square reaches the right edge."), UserTurn(10.0, "What color is it?")]
@@ -54,7 +99,7 @@ def run_demo(output: Path, *, quick: bool = False, console: Console | None = Non
             f"{r.silence_prob:.2f}",
             f"{r.latency_s * 1000:.0f}",
             str(r.cache_tokens),
-            r.text[:40],
+            repr(r.text[:40]),
         )
     console.print(table)
     console.print(f"steps written to {jsonl}")

@@ -23,6 +23,7 @@ from PIL import Image
 DEFAULT_FPS = 0.5
 DEFAULT_MAX_PIXELS = 448 * 448
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi"}
 
 
 class VideoSourceError(RuntimeError):

@@ -26,6 +26,13 @@ TASK = {
     "dynamic event description": "description",
 }
 VIDEO_FPS = 2.0
+# Benchmark scenes never overlap training scenes ([0, 20,000)) or the offline held-out set
+# ([10,000,000, 11,000,000)).
+BENCH_SEED_BASE = 50_000_000
+
+
+def bench_scene_seed(seed: int, i: int) -> int:
+    return BENCH_SEED_BASE + seed * 100_003 + i
 
 
 def sample_for_scene(scene: Scene, video: str, rng: random.Random) -> Sample:
@@ -85,7 +92,7 @@ def make_bench(seed: int, n: int, output: Path, *, crf: int = 12) -> list[Sample
     rng = random.Random(seed)
     samples, scenes = [], []
     for i in range(n):
-        scene = generate_scene(seed * 100_003 + i)
+        scene = generate_scene(bench_scene_seed(seed, i))
         frames = render_frames(scene, fps=VIDEO_FPS)
         rel = f"videos/shapes-{scene.seed}.mp4"
         write_mp4((f for _, f in frames), output / rel, fps=VIDEO_FPS, crf=crf)

@@ -95,6 +95,9 @@ class FamilyAdapter:
         """Keyword arguments for one offline forward over a whole conversation (reference path)."""
         return {"input_ids": input_ids.unsqueeze(0), **mm}
 
+    # Linear layers of the language model, for LoRA (the vision tower stays frozen and untouched).
+    lora_target_regex: ClassVar[str] = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
     # -- rotary ------------------------------------------------------------------------------
     def text_model(self, model):
         return model.model.language_model

@@ -38,6 +38,8 @@ class SmolVLMAdapter(FamilyAdapter):
     def end_of_turn_ids(self, tokenizer) -> set[int]:
         return {tokenizer.convert_tokens_to_ids("<end_of_utterance>")}
 
+    lora_target_regex = r".*text_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
     def text_model(self, model):
         return model.model.text_model
 

@@ -1,0 +1,131 @@
+"""EvoStreaming rounds end to end: taxonomy -> questions -> relevance -> roll-out -> standardize -> LoRA.
+
+Round i uses M(i) (the base model with the round-(i-1) adapter merged) and writes
+``OUTPUT/round-<i>/`` with every stage's JSONL, ``stage_report.json``, ``train.jsonl`` and the
+PEFT adapter in ``adapter/``. Re-running resumes inside the first unfinished stage.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from evostreaming.evolve.backends import LocalBackend
+from evostreaming.evolve.pool import PoolVideo
+from evostreaming.evolve.prompts import load_prompts
+from evostreaming.evolve.stages import (
+    StageContext,
+    balance,
+    stage_questions,
+    stage_relevance,
+    stage_rollout,
+    stage_standardize,
+    stage_taxonomy,
+)
+from evostreaming.stream.decision import DEFAULT_SILENCE_MARKER
+from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT
+from evostreaming.train.lora import LoraTrainConfig, train_lora
+
+
+@dataclass
+class EvolveConfig:
+    n_samples: int = 1000  # trajectories per round
+    questions_per_video: int = 2
+    question_temperature: float = 1.0
+    rounds: int = 1
+    seed: int = 0
+    batch_size: int = 16  # generation batch
+    random_relevance: bool = False  # ablation: replace the model's relevance labels by random ones
+    silence_marker: str = DEFAULT_SILENCE_MARKER
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    prompts_path: str | None = None
+    lora: LoraTrainConfig = field(default_factory=LoraTrainConfig)
+
+
+def run_round(
+    model_spec: str,
+    adapter_dir: Path | None,
+    pool: list[PoolVideo],
+    out: Path,
+    round_index: int,
+    cfg: EvolveConfig,
+    console: Console,
+    progress: Callable | None = None,
+) -> Path:
+    from evostreaming.models.registry import load_model
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "round.json").write_text(
+        json.dumps(
+            {
+                "model": model_spec,
+                "adapter": str(adapter_dir) if adapter_dir else None,
+                "round": round_index,
+                "config": asdict(cfg),
+            },
+            indent=1,
+            default=str,
+        )
+    )
+    final_adapter = out / "adapter"
+    if (final_adapter / "adapter_config.json").exists():
+        console.print(f"round {round_index}: adapter already trained ({final_adapter}), skipping")
+        return final_adapter
+    loaded = load_model(model_spec, dtype="float32", adapter_dir=str(adapter_dir) if adapter_dir else None)
+    prompts = load_prompts(cfg.prompts_path)
+    name = model_spec + (f"+{adapter_dir}" if adapter_dir else "")
+    ctx = StageContext(
+        LocalBackend(loaded.model, loaded.processor, batch_size=cfg.batch_size),
+        prompts,
+        out,
+        round_index,
+        name,
+        seed=cfg.seed + 1000 * round_index,
+        chunk=cfg.batch_size,
+        progress=progress,
+    )
+    videos = {v.id: v for v in pool}
+    taxonomy = stage_taxonomy(ctx, pool)
+    per_type = -(-cfg.n_samples // (len(prompts.task_types) * cfg.questions_per_video))
+    selected = balance([r for r in taxonomy if r["task_type"]], prompts.task_types, per_type, ctx.seed)
+    (out / "pool_balanced.json").write_text(json.dumps([r["video"] for r in selected]))
+    questions = stage_questions(ctx, selected, videos, cfg.questions_per_video, cfg.question_temperature)
+    relevance = stage_relevance(ctx, questions, videos)
+    rollouts = stage_rollout(ctx, relevance, videos, cfg.n_samples, cfg.silence_marker, cfg.random_relevance)
+    train_file = stage_standardize(ctx, rollouts, cfg.system_prompt, cfg.silence_marker)
+    # LoRA on the current model M(i) (base + merged previous adapters) -> M(i+1)
+    loaded.model.train()
+    return train_lora(name, train_file, out, cfg.lora, console=console, loaded=loaded)
+
+
+def run_evolution(
+    model_spec: str,
+    pool: list[PoolVideo],
+    output: Path,
+    cfg: EvolveConfig,
+    console: Console | None = None,
+    progress: Callable | None = None,
+) -> list[Path]:
+    console = console or Console(stderr=True)
+    adapters: list[Path] = []
+    current: Path | None = None
+    for i in range(1, cfg.rounds + 1):
+        # later rounds start from the previous round's model: base + adapter(s) merged
+        spec = model_spec if current is None else str(output / f"round-{i - 1}" / "merged")
+        if current is not None and not (Path(spec) / "config.json").exists():
+            _merge(model_spec if i == 2 else str(output / f"round-{i - 2}" / "merged"), current, Path(spec))
+        current = run_round(spec, None, pool, output / f"round-{i}", i, cfg, console, progress)
+        adapters.append(current)
+    return adapters
+
+
+def _merge(base_spec: str, adapter_dir: Path, out: Path) -> None:
+    from evostreaming.models.registry import load_model
+
+    loaded = load_model(base_spec, dtype="float32", adapter_dir=str(adapter_dir))
+    loaded.model.save_pretrained(out, safe_serialization=True)
+    loaded.processor.save_pretrained(out)

@@ -1,0 +1,364 @@
+"""The EvoStreaming stages of one round. The model M(i) is data generator, relevance annotator and
+roll-out policy; nothing here reads ground truth.
+
+Each stage reads the previous stage's JSONL, appends one line per finished video to its own JSONL
+(flushed), and on a re-run skips videos already done, so a crash loses at most one chunk.
+Every line records the model, the round and the prompt version.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evostreaming.evolve.backends import Request
+from evostreaming.evolve.pool import PoolVideo
+from evostreaming.evolve.prompts import Prompts
+
+MAX_QUESTION_CHARS = 200
+
+
+@dataclass
+class StageContext:
+    backend: object  # LocalBackend | OpenAIBackend
+    prompts: Prompts
+    out_dir: Path
+    round: int
+    model_name: str
+    seed: int = 0
+    chunk: int = 16
+    progress: Callable[[str, int, int], None] | None = None  # (stage, done, total)
+    frames_cache: dict = field(default_factory=dict)
+
+    def stamp(self) -> dict:
+        return {"model": self.model_name, "round": self.round, "prompt_version": self.prompts.version}
+
+    def frames(self, video: PoolVideo):
+        if video.id not in self.frames_cache:
+            if len(self.frames_cache) > 256:
+                self.frames_cache.clear()
+            self.frames_cache[video.id] = video.frames()
+        return self.frames_cache[video.id]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash: redone
+    return rows
+
+
+def _append(path: Path, rows: Iterable[dict]) -> None:
+    data = path.read_bytes() if path.exists() else b""
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+    with open(path, "a", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+        f.flush()
+
+
+def _chunks(items: list, n: int):
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _todo(path: Path, videos: list[PoolVideo], key=lambda r: r["video"]) -> list[PoolVideo]:
+    done = {key(r) for r in read_jsonl(path)}
+    return [v for v in videos if v.id not in done]
+
+
+def _report(ctx: StageContext, stage: str, counts: dict) -> None:
+    path = ctx.out_dir / "stage_report.json"
+    report = json.loads(path.read_text()) if path.exists() else {}
+    report[stage] = {**counts, **ctx.stamp()}
+    path.write_text(json.dumps(report, indent=2))
+
+
+def _tick(ctx: StageContext, stage: str, done: int, total: int) -> None:
+    if ctx.progress:
+        ctx.progress(stage, done, total)
+
+
+# -- 1. taxonomy -------------------------------------------------------------------------------
+def parse_task_type(text: str, task_types: list[str]) -> str | None:
+    t = text.strip().lower().rstrip(".")
+    for tt in task_types:
+        if t == tt or t.startswith(tt):
+            return tt
+    hits = [tt for tt in task_types if tt in t]
+    return hits[0] if len(hits) == 1 else None
+
+
+def stage_taxonomy(ctx: StageContext, videos: list[PoolVideo]) -> list[dict]:
+    path = ctx.out_dir / "taxonomy.jsonl"
+    todo = _todo(path, videos)
+    done = len(videos) - len(todo)
+    for chunk in _chunks(todo, ctx.chunk):
+        outs = ctx.backend.generate([Request(ctx.frames(v), ctx.prompts.taxonomy) for v in chunk], max_new_tokens=12)
+        _append(
+            path,
+            [
+                {"video": v.id, "task_type": parse_task_type(o, ctx.prompts.task_types), "raw": o, **ctx.stamp()}
+                for v, o in zip(chunk, outs, strict=True)
+            ],
+        )
+        done += len(chunk)
+        _tick(ctx, "taxonomy", done, len(videos))
+    rows = read_jsonl(path)
+    _report(ctx, "taxonomy", {"videos": len(rows), "unparsed": sum(r["task_type"] is None for r in rows)})
+    return rows
+
+
+def balance(rows: list[dict], task_types: list[str], per_type: int, seed: int) -> list[dict]:
+    """Equal numbers per task type (as many as the rarest type allows, at most ``per_type``)."""
+    rng = random.Random(seed)
+    by_type = {tt: [r for r in rows if r["task_type"] == tt] for tt in task_types}
+    n = min([per_type] + [len(v) for v in by_type.values() if v])
+    out = []
+    for tt in task_types:
+        group = by_type[tt][:]
+        rng.shuffle(group)
+        out += group[:n]
+    return out
+
+
+# -- 2. self-questioning -----------------------------------------------------------------------
+def clean_question(text: str) -> str | None:
+    """Basic well-formedness (never the world's parser): one non-empty line, bounded length,
+    ending like a question or a request."""
+    t = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if not t or len(t) > MAX_QUESTION_CHARS or not re.search(r"[?.]$", t) or len(t.split()) < 3:
+        return None
+    return t
+
+
+def stage_questions(
+    ctx: StageContext, selected: list[dict], videos: dict[str, PoolVideo], k: int, temperature: float = 1.0
+) -> list[dict]:
+    path = ctx.out_dir / "questions.jsonl"
+    todo = _todo(path, [videos[r["video"]] for r in selected])
+    types = {r["video"]: r["task_type"] for r in selected}
+    done = len(selected) - len(todo)
+    for chunk in _chunks(todo, max(1, ctx.chunk // max(1, k))):
+        reqs = [
+            Request(ctx.frames(v), ctx.prompts.question.format(task_type=types[v.id])) for v in chunk for _ in range(k)
+        ]
+        outs = ctx.backend.generate(reqs, max_new_tokens=24, temperature=temperature, seed=ctx.seed + done)
+        rows = []
+        for i, v in enumerate(chunk):
+            raw = outs[i * k : (i + 1) * k]
+            kept = []
+            for o in raw:
+                q = clean_question(o)
+                if q and q not in kept:
+                    kept.append(q)
+            rows.append(
+                {
+                    "video": v.id,
+                    "task_type": types[v.id],
+                    "questions": kept,
+                    "raw": raw,
+                    "malformed": sum(clean_question(o) is None for o in raw),
+                    "duplicates": sum(clean_question(o) is not None for o in raw) - len(kept),
+                    **ctx.stamp(),
+                }
+            )
+        _append(path, rows)
+        done += len(chunk)
+        _tick(ctx, "questions", done, len(selected))
+    rows = read_jsonl(path)
+    _report(
+        ctx,
+        "questions",
+        {
+            "videos": len(rows),
+            "questions": sum(len(r["questions"]) for r in rows),
+            "malformed": sum(r["malformed"] for r in rows),
+            "duplicates": sum(r["duplicates"] for r in rows),
+        },
+    )
+    return rows
+
+
+# -- 3. relevance annotation -------------------------------------------------------------------
+def parse_yes_no(text: str) -> bool | None:
+    t = text.strip().lower()
+    if t.startswith("yes"):
+        return True
+    if t.startswith("no"):
+        return False
+    return None
+
+
+def segment(frames, k: int):
+    """Segment k: frames k-1 and k (frame 0 twice for k = 0), so a change is visible."""
+    return [frames[max(0, k - 1)], frames[k]]
+
+
+def stage_relevance(ctx: StageContext, questions: list[dict], videos: dict[str, PoolVideo]) -> list[dict]:
+    path = ctx.out_dir / "relevance.jsonl"
+    items = [(r["video"], q) for r in questions for q in r["questions"]]
+    done_keys = {(r["video"], r["question"]) for r in read_jsonl(path)}
+    todo = [it for it in items if it not in done_keys]
+    done = len(items) - len(todo)
+    for chunk in _chunks(todo, max(1, ctx.chunk // 8)):
+        reqs, spans = [], []
+        for vid, q in chunk:
+            frames = ctx.frames(videos[vid])
+            start = len(reqs)
+            reqs += [Request(segment(frames, k), ctx.prompts.relevance.format(question=q)) for k in range(len(frames))]
+            spans.append((start, len(reqs)))
+        outs = ctx.backend.generate(reqs, max_new_tokens=3)
+        rows = []
+        for (vid, q), (a, b) in zip(chunk, spans, strict=True):
+            parsed = [parse_yes_no(o) for o in outs[a:b]]
+            rows.append(
+                {
+                    "video": vid,
+                    "question": q,
+                    "relevance": [int(bool(p)) for p in parsed],
+                    "unparsed": sum(p is None for p in parsed),
+                    **ctx.stamp(),
+                }
+            )
+        _append(path, rows)
+        done += len(chunk)
+        _tick(ctx, "relevance", done, len(items))
+    rows = read_jsonl(path)
+    _report(
+        ctx,
+        "relevance",
+        {
+            "pairs": len(rows),
+            "segments": sum(len(r["relevance"]) for r in rows),
+            "relevant": sum(sum(r["relevance"]) for r in rows),
+            "unparsed": sum(r["unparsed"] for r in rows),
+        },
+    )
+    return rows
+
+
+# -- 4. causal roll-out ------------------------------------------------------------------------
+def plan_rollout(relevance: list[int], ask_step: int) -> list[int]:
+    """Steps at which the policy consults the model (it then speaks if the answer is new).
+
+    The question is asked at ``ask_step``. If a segment up to then is relevant, the evidence is
+    already in the past: answer at once. After that, answer at each relevant segment. Elsewhere
+    the step is SILENT.
+    """
+    steps = []
+    if any(relevance[: ask_step + 1]):
+        steps.append(ask_step)
+    steps += [k for k in range(ask_step + 1, len(relevance)) if relevance[k]]
+    return steps
+
+
+def stage_rollout(
+    ctx: StageContext,
+    relevance: list[dict],
+    videos: dict[str, PoolVideo],
+    n_samples: int,
+    silence_marker: str,
+    random_relevance: bool = False,
+) -> list[dict]:
+    """One trajectory per (video, question), at most ``n_samples``. With ``random_relevance`` the
+    model's relevance labels are replaced by random ones with the same rate (the ablation)."""
+    path = ctx.out_dir / "rollouts.jsonl"
+    rng = random.Random(ctx.seed)
+    items = relevance[:n_samples]
+    if random_relevance:
+        rate = sum(sum(r["relevance"]) for r in items) / max(1, sum(len(r["relevance"]) for r in items))
+        items = [{**r, "relevance": [int(rng.random() < rate) for _ in r["relevance"]]} for r in items]
+    asks = {(r["video"], r["question"]): rng.randrange(0, max(1, len(r["relevance"]) - 2)) for r in items}
+    done_keys = {(r["video"], r["question"]) for r in read_jsonl(path)}
+    todo = [r for r in items if (r["video"], r["question"]) not in done_keys]
+    done = len(items) - len(todo)
+    for chunk in _chunks(todo, max(1, ctx.chunk // 4)):
+        reqs, where = [], []
+        for r in chunk:
+            frames = ctx.frames(videos[r["video"]])
+            ask = asks[(r["video"], r["question"])]
+            for k in plan_rollout(r["relevance"], ask):
+                where.append((r["video"], r["question"], k))
+                reqs.append(Request(frames[: k + 1], ctx.prompts.answer.format(question=r["question"])))
+        outs = ctx.backend.generate(reqs, max_new_tokens=24) if reqs else []
+        answers = {w: o.strip() for w, o in zip(where, outs, strict=True)}
+        rows = []
+        for r in chunk:
+            ask = asks[(r["video"], r["question"])]
+            steps, last, empty, repeated = [], None, 0, 0
+            for k in range(len(r["relevance"])):
+                reply = silence_marker
+                a = answers.get((r["video"], r["question"], k))
+                if a is not None:
+                    if not a:
+                        empty += 1
+                    elif a == last:
+                        repeated += 1  # nothing new to say
+                    else:
+                        reply, last = a, a
+                steps.append({"step": k, "user_text": r["question"] if k == ask else None, "reply": reply})
+            rows.append(
+                {
+                    "video": r["video"],
+                    "question": r["question"],
+                    "ask_step": ask,
+                    "steps": steps,
+                    "empty_answers": empty,
+                    "repeated_answers": repeated,
+                    "random_relevance": random_relevance,
+                    **ctx.stamp(),
+                }
+            )
+        _append(path, rows)
+        done += len(chunk)
+        _tick(ctx, "rollout", done, len(items))
+    rows = read_jsonl(path)
+    responses = sum(1 for r in rows for s in r["steps"] if s["reply"] != silence_marker)
+    _report(
+        ctx,
+        "rollout",
+        {
+            "trajectories": len(rows),
+            "steps": sum(len(r["steps"]) for r in rows),
+            "responses": responses,
+            "empty_answers": sum(r["empty_answers"] for r in rows),
+            "repeated_answers": sum(r["repeated_answers"] for r in rows),
+        },
+    )
+    return rows
+
+
+# -- 5. standardization ------------------------------------------------------------------------
+def stage_standardize(
+    ctx: StageContext, rollouts: list[dict], system_prompt: str, silence_marker: str, fps: float = 0.5
+) -> Path:
+    """Write the training file: one streaming conversation per line, in the session's format."""
+    path = ctx.out_dir / "train.jsonl"
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rollouts:
+            f.write(
+                json.dumps(
+                    {
+                        "video": r["video"],
+                        "fps": fps,
+                        "system": system_prompt,
+                        "marker": silence_marker,
+                        "turns": [{"user_text": s["user_text"], "reply": s["reply"]} for s in r["steps"]],
+                        **ctx.stamp(),
+                    }
+                )
+                + "\n"
+            )
+    _report(ctx, "standardize", {"conversations": len(rollouts)})
+    return path

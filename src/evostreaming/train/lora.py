@@ -1,0 +1,192 @@
+"""LoRA SFT on streaming conversations (PEFT), the fine-tuning stage of EvoStreaming.
+
+Defaults follow the paper: rank 8, alpha 32, all linear layers of the language model, vision
+tower frozen, lr 1e-4, batch 8, one epoch; the loss covers assistant turns only (silence markers
+and responses). Each conversation is rendered by ``render_conversation``: the same tokens the
+streaming session feeds at inference. Sequences go one at a time and their gradients are summed
+over the batch (no cross-family padding logic); ``accelerate launch`` spreads them over GPUs
+(see configs/accelerate/). Resumable: adapter + optimizer + step every ``checkpoint_every``
+optimizer steps, and the data order is a function of the seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from evostreaming.evolve.pool import PoolVideo
+from evostreaming.stream.conversation import Turn, render_conversation
+from evostreaming.train.checkpoint import load_training_state, save_checkpoint
+
+
+@dataclass
+class LoraTrainConfig:
+    rank: int = 8
+    alpha: int = 32
+    dropout: float = 0.05
+    lr: float = 1e-4
+    batch_size: int = 8
+    epochs: float = 1.0
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    seed: int = 0
+    checkpoint_every: int = 50
+    max_pixels: int = 448 * 448
+
+
+class TrainDataError(ValueError):
+    pass
+
+
+def load_conversations(path: Path) -> list[dict]:
+    rows = []
+    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TrainDataError(f"{path}:{i}: not valid JSON ({exc.msg})") from exc
+        for key in ("video", "turns", "system", "marker"):
+            if key not in row:
+                raise TrainDataError(f"{path}:{i}: field '{key}' is missing (see docs/evostreaming.md, training file)")
+        rows.append(row)
+    if not rows:
+        raise TrainDataError(f"{path}: no conversations")
+    return rows
+
+
+def encode_conversation(
+    row: dict, adapter, processor, model, frames_cache: dict | None = None, max_pixels: int | None = None
+) -> dict[str, torch.Tensor]:
+    video = PoolVideo(row["video"], row.get("fps", 0.5))
+    cache = frames_cache if frames_cache is not None else {}
+    if video.id not in cache:
+        cache[video.id] = video.frames(max_pixels)
+    frames = cache[video.id]
+    if len(frames) < len(row["turns"]):
+        raise TrainDataError(f"{video.id}: {len(frames)} frames for {len(row['turns'])} turns")
+    turns = [Turn(frames[k], t.get("user_text"), t["reply"]) for k, t in enumerate(row["turns"])]
+    enc = render_conversation(adapter, processor, row["system"], turns, row["marker"])
+    inputs = adapter.offline_inputs(
+        model, enc["input_ids"], {k: v for k, v in enc.items() if k not in ("input_ids", "labels")}
+    )
+    inputs["labels"] = enc["labels"].unsqueeze(0)
+    return inputs
+
+
+def lora_model(model, adapter, cfg: LoraTrainConfig):
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=cfg.rank,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=adapter.lora_target_regex,
+        bias="none",
+    )
+    return get_peft_model(model, config)
+
+
+def train_lora(
+    model_spec: str,
+    data: Path,
+    output: Path,
+    cfg: LoraTrainConfig | None = None,
+    console: Console | None = None,
+    max_steps_this_run: int | None = None,
+    loaded=None,
+) -> Path:
+    """Train a LoRA adapter on ``data``; writes ``output/adapter`` (PEFT format, safetensors)."""
+    from accelerate import Accelerator
+    from peft import PeftModel
+
+    from evostreaming.models.registry import load_model
+
+    cfg = cfg or LoraTrainConfig()
+    console = console or Console(stderr=True)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    rows = load_conversations(data)
+    loaded = loaded or load_model(model_spec, dtype="float32")
+    adapter, processor = loaded.adapter, loaded.processor
+    ckpt = output / "checkpoint"
+    torch.manual_seed(cfg.seed)
+    if (ckpt / "adapter_config.json").exists():
+        model = PeftModel.from_pretrained(loaded.model, ckpt, is_trainable=True)
+    else:
+        model = lora_model(loaded.model, adapter, cfg)
+    order = list(range(len(rows)))
+    random.Random(cfg.seed).shuffle(order)
+    total_seqs = int(math.ceil(len(rows) * cfg.epochs))
+    order = (order * int(math.ceil(cfg.epochs)))[:total_seqs]
+    steps = int(math.ceil(total_seqs / cfg.batch_size))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = max(1, int(cfg.warmup_ratio * steps))
+
+    def schedule(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup))))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    start = 0
+    if (ckpt / "trainer_state.json").exists():
+        start = load_training_state(ckpt, optimizer, scheduler)["step"]
+        console.print(f"resuming LoRA training from step {start} ({ckpt})")
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    (output / "lora_config.json").write_text(
+        json.dumps(
+            {**asdict(cfg), "model": model_spec, "data": str(data), "conversations": len(rows), "steps": steps},
+            indent=1,
+        )
+    )
+    end = steps if max_steps_this_run is None else min(steps, start + max_steps_this_run)
+    log = open(output / "train_log.jsonl", "a")
+    cache: dict = {}
+    columns = (
+        TextColumn("[bold]LoRA[/] {task.fields[loss]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("lora", total=steps, completed=start, loss="")
+            for step in range(start, end):
+                batch_ids = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                losses = []
+                # one sequence at a time, gradients summed over the batch (mean loss per sequence)
+                for idx in batch_ids:
+                    inputs = encode_conversation(rows[idx], adapter, processor, loaded.model, cache, cfg.max_pixels)
+                    loss = model(**{k: v.to(accelerator.device) for k, v in inputs.items()}).loss
+                    accelerator.backward(loss / len(batch_ids))
+                    losses.append(loss.item())
+                accelerator.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                mean = sum(losses) / len(losses)
+                progress.update(task, advance=1, loss=f"loss {mean:.3f}")
+                log.write(json.dumps({"step": step + 1, "loss": mean, "lr": scheduler.get_last_lr()[0]}) + "\n")
+                log.flush()
+                if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == end:
+                    save_checkpoint(ckpt, accelerator.unwrap_model(model), None, optimizer, scheduler, step + 1)
+    finally:
+        log.close()
+    final = output / "adapter"
+    if end == steps:
+        accelerator.unwrap_model(model).save_pretrained(final, safe_serialization=True)
+    return final

@@ -1,0 +1,230 @@
+"""EvoStreaming stages on a tiny real model: formats, filtering, resume, and a LoRA step that
+changes the silence behaviour."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from conftest import tiny
+from evostreaming.cli import app
+from evostreaming.evolve.backends import LocalBackend
+from evostreaming.evolve.pool import PoolVideo, world_pool
+from evostreaming.evolve.prompts import load_prompts
+from evostreaming.evolve.stages import (
+    StageContext,
+    balance,
+    clean_question,
+    parse_task_type,
+    parse_yes_no,
+    plan_rollout,
+    read_jsonl,
+    stage_relevance,
+    stage_rollout,
+    stage_standardize,
+    stage_taxonomy,
+)
+from evostreaming.models.pocket import pocket_available
+from evostreaming.models.registry import LoadedModel
+from evostreaming.stream.conversation import Turn, render_conversation
+from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT, SessionConfig, StreamingSession
+from evostreaming.train.lora import LoraTrainConfig, encode_conversation, train_lora
+
+TYPES = load_prompts().task_types
+
+
+def _ctx(tmp_path, family="qwen2_5_vl"):
+    tm = tiny(family)
+    return StageContext(
+        LocalBackend(tm.model, tm.processor, batch_size=4), load_prompts(), tmp_path, 1, f"tiny:{family}", chunk=4
+    )
+
+
+def test_filters_and_parsers():
+    assert clean_question("what color is the circle now?") == "what color is the circle now?"
+    assert clean_question("tell me when a square appears.\nmore text") == "tell me when a square appears."
+    assert clean_question("") is None and clean_question("circle") is None and clean_question("a b c") is None
+    assert clean_question("x " * 150 + "?") is None
+    assert parse_task_type("temporal aggregation", TYPES) == "temporal aggregation"
+    assert parse_task_type("It is memory-dependent.", TYPES) == "memory-dependent"
+    assert parse_task_type("banana", TYPES) is None
+    assert parse_yes_no("Yes.") is True and parse_yes_no("no") is False and parse_yes_no("maybe") is None
+
+
+@pytest.mark.parametrize(
+    ("relevance", "ask", "expected"),
+    [
+        ([0, 0, 1, 0, 1, 0], 0, [2, 4]),  # asked before the evidence: wait for it
+        ([0, 1, 0, 0, 1, 0], 3, [3, 4]),  # evidence already in the past: answer at once, then at new evidence
+        ([0, 0, 0, 0], 1, []),  # never relevant: silent throughout
+        ([1, 1, 1], 0, [0, 1, 2]),
+    ],
+)
+def test_rollout_plan(relevance, ask, expected):
+    assert plan_rollout(relevance, ask) == expected
+
+
+def test_balance_takes_equal_numbers_per_type():
+    rows = [{"video": f"v{i}", "task_type": TYPES[i % 3]} for i in range(30)]
+    out = balance(rows, TYPES, per_type=100, seed=0)
+    assert len(out) == 30 and {r["task_type"] for r in out} == set(TYPES[:3])
+    out = balance(rows, TYPES, per_type=4, seed=0)
+    assert [sum(r["task_type"] == t for r in out) for t in TYPES[:3]] == [4, 4, 4]
+
+
+def test_taxonomy_stage_records_provenance_and_resumes(tmp_path):
+    ctx = _ctx(tmp_path)
+    pool = world_pool(0, 6)
+    rows = stage_taxonomy(ctx, pool)
+    assert [r["video"] for r in rows] == [v.id for v in pool]
+    assert all(r["model"] == "tiny:qwen2_5_vl" and r["round"] == 1 and r["prompt_version"] for r in rows)
+    assert all(r["task_type"] is None or r["task_type"] in TYPES for r in rows)  # random weights: mostly None
+    # a crash mid-line: the cut line is dropped, that video redone, finished ones kept
+    path = tmp_path / "taxonomy.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:3]) + "\n" + lines[3][:20])
+    rows = stage_taxonomy(ctx, pool)
+    assert sorted(r["video"] for r in rows) == sorted(v.id for v in pool)
+    report = json.loads((tmp_path / "stage_report.json").read_text())
+    assert report["taxonomy"]["videos"] == 6
+
+
+def test_relevance_rollout_and_standardize_formats(tmp_path):
+    ctx = _ctx(tmp_path)
+    pool = world_pool(1, 2)
+    videos = {v.id: v for v in pool}
+    questions = [{"video": v.id, "questions": ["tell me each change as it happens."]} for v in pool]
+    rel = stage_relevance(ctx, questions, videos)
+    n_frames = [len(v.frames()) for v in pool]
+    assert [len(r["relevance"]) for r in rel] == n_frames
+    assert all(set(r["relevance"]) <= {0, 1} for r in rel)
+    # roll out from hand-set relevance: silent exactly where nothing is relevant
+    rel = [{**r, "relevance": [int(k in (2, 5)) for k in range(len(r["relevance"]))]} for r in rel]
+    rolls = stage_rollout(ctx, rel, videos, n_samples=10, silence_marker="<silent>")
+    for roll in rolls:
+        ask = roll["ask_step"]
+        spoken = [s["step"] for s in roll["steps"] if s["reply"] != "<silent>"]
+        assert set(spoken) <= {k for k in (2, 5) if k >= ask} | ({ask} if ask >= 2 else set())
+        assert [s["step"] for s in roll["steps"] if s["user_text"]] == [ask]
+    train_file = stage_standardize(ctx, rolls, DEFAULT_SYSTEM_PROMPT, "<silent>")
+    conv = [json.loads(line) for line in train_file.read_text().splitlines()]
+    assert len(conv) == 2 and conv[0]["marker"] == "<silent>" and len(conv[0]["turns"]) == n_frames[0]
+
+
+def test_random_relevance_ablation_keeps_the_rate(tmp_path):
+    ctx = _ctx(tmp_path)
+    pool = world_pool(2, 3)
+    rel = [
+        {
+            "video": v.id,
+            "question": "tell me each change as it happens.",
+            "relevance": [1 if k % 4 == 0 else 0 for k in range(len(v.frames()))],
+        }
+        for v in pool
+    ]
+    rolls = stage_rollout(ctx, rel, {v.id: v for v in pool}, 10, "<silent>", random_relevance=True)
+    assert all(r["random_relevance"] for r in rolls)
+    assert len(read_jsonl(tmp_path / "rollouts.jsonl")) == 3
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "smolvlm", "internvl"])
+def test_training_conversations_are_the_tokens_the_session_feeds(family):
+    tm = tiny(family)
+    frames = PoolVideo("world:123").frames()[:4]
+    replies = ["<silent>", "square turns red", "<silent>", "<silent>"]
+    turns = [
+        Turn(f, "tell me each change as it happens." if k == 0 else None, r)
+        for k, (f, r) in enumerate(zip(frames, replies, strict=True))
+    ]
+    s = StreamingSession(tm.model, tm.processor, keep_inputs=True)
+    for t in turns:
+        s.push_frame(t.frame, t.user_text)
+        s.append_reply(t.reply)
+    s.sync()
+    ids, _ = s.cached_inputs()
+    enc = render_conversation(s.adapter, tm.processor, DEFAULT_SYSTEM_PROMPT, turns, "<silent>")
+    assert torch.equal(ids, enc["input_ids"])
+    trained = tm.processor.tokenizer.decode(enc["input_ids"][enc["labels"] != -100])
+    assert trained.count("<silent>") == 3 and "square turns red" in trained
+
+
+def _silence_prob(model, processor, adapter, frames) -> float:
+    s = StreamingSession(model, processor, adapter, SessionConfig())
+    probs = []
+    for f in frames:
+        s.push_frame(f)
+        probs.append(s.decide().silence_prob)
+        s.sync()
+    return float(np.mean(probs))
+
+
+@pytest.mark.skipif(not pocket_available(), reason="pocket weights not committed yet")
+def test_a_lora_step_changes_the_silence_behaviour(tmp_path):
+    # The pocket model (trained, never shown the silence marker): LoRA on silent turns teaches it to
+    # stay silent. (A random-weight tiny model cannot show this: its frozen random lm_head and final
+    # norm bound the logits, so no adapter on the inner layers can make one token likely.)
+    from peft import PeftModel
+
+    from evostreaming.models.adapters import adapter_for
+    from evostreaming.models.pocket import load_pocket
+
+    model, processor = load_pocket()
+    adapter = adapter_for(model)
+    video = "world:77"
+    frames = PoolVideo(video).frames()[:5]
+    data = tmp_path / "train.jsonl"
+    row = {
+        "video": video,
+        "fps": 0.5,
+        "system": DEFAULT_SYSTEM_PROMPT,
+        "marker": "<silent>",
+        "turns": [{"user_text": None, "reply": "<silent>"} for _ in range(5)],
+    }
+    data.write_text("\n".join(json.dumps(row) for _ in range(8)) + "\n")
+    before = _silence_prob(model, processor, adapter, frames)
+    loaded = LoadedModel(model, processor, adapter, "pocket")
+    cfg = LoraTrainConfig(lr=1e-2, batch_size=2, epochs=2, dropout=0.0, warmup_ratio=0.0)
+    out = train_lora("pocket", data, tmp_path / "lora", cfg, loaded=loaded)
+    assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
+    cfg_json = json.loads((out / "adapter_config.json").read_text())
+    assert cfg_json["r"] == 8 and cfg_json["lora_alpha"] == 32
+    tuned = PeftModel.from_pretrained(load_pocket()[0], out).merge_and_unload().eval()
+    after = _silence_prob(tuned, processor, adapter, frames)
+    assert before < 0.1 and after > 0.5
+    # the vision tower is untouched by LoRA
+    weights = load_file(str(out / "adapter_model.safetensors"))
+    assert weights and not any("visual" in k for k in weights)
+
+
+def test_encode_conversation_reports_bad_rows(tmp_path):
+    from evostreaming.train.lora import TrainDataError, load_conversations
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"video": "world:1", "turns": []}) + "\n")
+    with pytest.raises(TrainDataError, match="bad.jsonl:1: field 'system' is missing"):
+        load_conversations(bad)
+    tm = tiny("qwen2_5_vl")
+    row = {"video": "world:1", "system": "s", "marker": "<silent>", "turns": [{"reply": "x"}] * 99}
+    from evostreaming.models.adapters import adapter_for
+
+    with pytest.raises(TrainDataError, match="frames for 99 turns"):
+        encode_conversation(row, adapter_for(tm.model), tm.processor, tm.model)
+
+
+def test_evolve_show_prints_a_timeline(tmp_path):
+    roll = {
+        "video": "world:5",
+        "question": "tell me when a square appears.",
+        "ask_step": 0,
+        "steps": [
+            {"step": 0, "user_text": "tell me when a square appears.", "reply": "<silent>"},
+            {"step": 1, "user_text": None, "reply": "green square appears"},
+        ],
+    }
+    (tmp_path / "rollouts.jsonl").write_text(json.dumps(roll) + "\n")
+    res = CliRunner().invoke(app, ["evolve", "show", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "green square appears" in res.output and "2s" in res.output
