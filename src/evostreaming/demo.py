@@ -1,8 +1,7 @@
 """The main job behind ``make demo``.
 
-With the pocket model (committed weights): write a small held-out ShapesWorld streaming
-benchmark, evaluate the vanilla pocket model on it with RealStreamEval (it decides causally when
-to speak), and print the table. Without it: stream a procedural clip through a tiny random-weight
+With the pocket model (committed weights): the EvoStreaming loop, see ``evolve/demo.py``.
+Without it: stream a procedural clip through a tiny random-weight
 Qwen2.5-VL, which shows the runtime only.
 """
 
@@ -29,47 +28,13 @@ def run_demo(output: Path, *, quick: bool = False, console: Console | None = Non
     console = console or Console()
     output.mkdir(parents=True, exist_ok=True)
     if pocket_available():
-        return _pocket_demo(output, quick=quick, console=console)
+        from evostreaming.evolve.demo import DemoConfig, run_main_job
+
+        cfg = DemoConfig.quick() if quick else DemoConfig()
+        console.print("EvoStreaming main job on the pocket model" + (" (quick)" if quick else " (~30 min on 2 cores)"))
+        run_main_job(output, cfg, console)
+        return output / "report.md"
     return _tiny_demo(output, quick=quick, console=console)
-
-
-def _pocket_demo(output: Path, *, quick: bool, console: Console) -> Path:
-    from evostreaming.eval.policies import SessionPolicy
-    from evostreaming.eval.protocol import run_protocol
-    from evostreaming.eval.report import write_report
-    from evostreaming.eval.schema import load_samples
-    from evostreaming.models.registry import load_model
-    from evostreaming.stream.session import SessionConfig
-    from evostreaming.world.bench import make_bench
-
-    n = 10 if quick else 50
-    bench = output / "bench"
-    if not (bench / "samples.jsonl").exists():
-        make_bench(seed=0, n=n, output=bench)
-    samples = load_samples(bench / "samples.jsonl")
-    for s in samples:
-        s.video = str(bench / s.video)
-    console.print(
-        f"[bold]demo[/]: vanilla pocket model on {len(samples)} held-out ShapesWorld streams (RealStreamEval)"
-    )
-    loaded = load_model("pocket")
-    policy = SessionPolicy(loaded, lambda sample: SessionConfig(max_new_tokens=16))
-    run_dir = output / "vanilla"
-    run_protocol(samples, policy, run_dir, console=console)
-    summary = write_report(run_dir, timelines=5)
-    table = Table(title="RealStreamEval, vanilla pocket model")
-    for col in ("Overall", "RTVP", "BT", "FAR", "R_ans", "premature samples"):
-        table.add_column(col, justify="right")
-    r, d = summary["regimes"], summary["diagnostics"]
-    table.add_row(
-        f"{summary['overall']:.2f}",
-        *(f"{r.get(k, 0):.2f}" for k in ("RTVP", "BT", "FAR")),
-        f"{d['r_ans']:.3f}",
-        str(d["premature_samples"]),
-    )
-    console.print(table)
-    console.print(f"report: {run_dir / 'report.md'}")
-    return run_dir
 
 
 def _tiny_demo(output: Path, *, quick: bool, console: Console) -> Path:
