@@ -42,8 +42,8 @@ def test_committed_weights_load_by_name_and_fit_the_budget():
     from evostreaming.models.registry import load_model
 
     loaded = load_model("pocket")
-    assert loaded.adapter.family == "qwen2_5_vl"
-    assert type(loaded.model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert loaded.adapter.family == "qwen3_vl"
+    assert type(loaded.model).__name__ == "Qwen3VLForConditionalGeneration"
     size = sum(p.stat().st_size for p in WEIGHTS_DIR.iterdir())
     assert size <= 20 * 1024 * 1024
     assert not list(WEIGHTS_DIR.glob("*.bin")) and not list(WEIGHTS_DIR.glob("*.pt"))

@@ -227,12 +227,14 @@ def world_train_pocket(
     seed: int = typer.Option(0),
     steps: int = typer.Option(4000, help="optimizer steps"),
     batch_size: int = typer.Option(16),
-    lr: float = typer.Option(2e-3),
+    lr: float = typer.Option(1e-3),
+    perception_steps: int = typer.Option(1000, help="grounding curriculum: single-frame perception questions first"),
 ) -> None:
     """Train the pocket VideoLLM from scratch on ShapesWorld's offline supervision (CPU, resumable)."""
     from evostreaming.models.pocket.train import PocketTrainConfig, train_pocket
 
-    final = train_pocket(output, PocketTrainConfig(seed=seed, steps=steps, batch_size=batch_size, lr=lr), err)
+    cfg = PocketTrainConfig(seed=seed, steps=steps, batch_size=batch_size, lr=lr, perception_steps=perception_steps)
+    final = train_pocket(output, cfg, err)
     console.print(f"pocket model: {final}")
 
 

@@ -148,7 +148,16 @@ def build_qwen2_5_vl(
     return TinyModel(model, processor, "qwen2_5_vl")
 
 
-def build_qwen3_vl(seed: int = 0, *, corpus=None, text_overrides=None, vision_overrides=None) -> TinyModel:
+def build_qwen3_vl(
+    seed: int = 0,
+    *,
+    corpus=None,
+    text_overrides=None,
+    vision_overrides=None,
+    max_side_tokens: int = 4,
+    vocab_size: int = 600,
+    patch: int = 16,
+) -> TinyModel:
     from transformers import (
         Qwen2VLImageProcessor,
         Qwen3VLConfig,
@@ -157,7 +166,7 @@ def build_qwen3_vl(seed: int = 0, *, corpus=None, text_overrides=None, vision_ov
         Qwen3VLVideoProcessor,
     )
 
-    tok = _qwen_tokenizer(corpus)
+    tok = _qwen_tokenizer(corpus, vocab_size)
     text = dict(TEXT, vocab_size=len(tok), head_dim=16, **_text_ids(tok))
     text["rope_parameters"] = {
         "rope_type": "default",
@@ -172,7 +181,7 @@ def build_qwen3_vl(seed: int = 0, *, corpus=None, text_overrides=None, vision_ov
         intermediate_size=64,
         num_heads=2,
         out_hidden_size=text["hidden_size"],
-        patch_size=16,
+        patch_size=patch,
         num_position_embeddings=64,
         deepstack_visual_indexes=[0],
     )
@@ -180,10 +189,10 @@ def build_qwen3_vl(seed: int = 0, *, corpus=None, text_overrides=None, vision_ov
     config = Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False, **_qwen_ids(tok))
     torch.manual_seed(seed)
     model = Qwen3VLForConditionalGeneration(config).eval()
-    size = _qwen_image_size(16, 2)
+    size = _qwen_image_size(patch, 2, max_side_tokens)
     processor = Qwen3VLProcessor(
-        image_processor=Qwen2VLImageProcessor(size=size, patch_size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3),
-        video_processor=Qwen3VLVideoProcessor(size=size, patch_size=16),
+        image_processor=Qwen2VLImageProcessor(size=size, patch_size=patch, image_mean=[0.5] * 3, image_std=[0.5] * 3),
+        video_processor=Qwen3VLVideoProcessor(size=size, patch_size=patch),
         tokenizer=tok,
         chat_template=templates.QWEN_VL,
     )

@@ -128,14 +128,26 @@ _MASKS = {
 _ORIGIN = {"top left": (0, 0), "top right": (0, 28), "bottom left": (28, 0), "bottom right": (28, 28)}
 
 
+# Each quadrant is a floor tile with its own faint tint, so which quadrant a region is can be seen
+# in its pixels: a small vision tower trained from scratch reads colors easily, while telling "top
+# left" from "bottom right" by position alone stayed at chance in our CPU runs (docs/pocket-model.md).
+TILE_TINT = {
+    "top left": (0, 0, 0),
+    "top right": (28, 0, -28),
+    "bottom left": (-28, 0, 28),
+    "bottom right": (22, -22, 22),
+}
+
+
 def _background(scene: Scene) -> np.ndarray:
-    frame = np.full((FRAME, FRAME, 3), scene.bg_level, dtype=np.uint8)
+    frame = np.full((FRAME, FRAME, 3), scene.bg_level, dtype=np.int64)
     if scene.background == "textured":
         rng = np.random.default_rng(scene.seed)
-        noise = rng.integers(-18, 19, (FRAME // 4, FRAME // 4, 1))
-        noise = np.kron(noise, np.ones((4, 4, 1), dtype=np.int64))
-        frame = np.clip(frame.astype(np.int64) + noise, 0, 255).astype(np.uint8)
-    return frame
+        noise = rng.integers(-14, 15, (FRAME // 4, FRAME // 4, 1))
+        frame = frame + np.kron(noise, np.ones((4, 4, 1), dtype=np.int64))
+    for quad, (y, x) in _ORIGIN.items():
+        frame[y : y + 28, x : x + 28] += np.array(TILE_TINT[quad], dtype=np.int64)
+    return np.clip(frame, 0, 255).astype(np.uint8)
 
 
 def render_state(scene: Scene, shapes: dict[str, ShapeState], bg: np.ndarray | None = None) -> np.ndarray:

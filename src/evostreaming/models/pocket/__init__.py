@@ -1,4 +1,4 @@
-"""The pocket VideoLLM: a small Qwen2.5-VL trained from scratch on ShapesWorld's offline supervision.
+"""The pocket VideoLLM: a small Qwen3-VL trained from scratch on ShapesWorld's offline supervision.
 
 ``load_pocket()`` loads the committed weights (``models/pocket/weights``); ``build_pocket()`` makes
 the untrained model with the world-language tokenizer; ``evostreaming world train-pocket`` trains it.
@@ -18,13 +18,13 @@ def pocket_available() -> bool:
 def load_pocket(path: str | Path | None = None, dtype=None):
     """(model, processor) from a pocket folder (default: the committed release)."""
     import torch
-    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+    from transformers import AutoModelForImageTextToText, AutoProcessor
 
     where = Path(path) if path else WEIGHTS_DIR
     if not (where / "config.json").exists():
         raise FileNotFoundError(
             f"{where}: no pocket model here; train one with 'evostreaming world train-pocket --output DIR'"
         )
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(where, dtype=dtype or torch.float32)
+    model = AutoModelForImageTextToText.from_pretrained(where, dtype=dtype or torch.float32)
     processor = AutoProcessor.from_pretrained(where)
     return model.eval(), processor

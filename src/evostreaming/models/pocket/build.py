@@ -1,9 +1,15 @@
-"""Build the untrained pocket model: Qwen2.5-VL at a small size, with a tokenizer trained on the
-world's language (every question, answer, prompt and phrase ShapesWorld can produce)."""
+"""Build the untrained pocket model: Qwen3-VL at a small size, with a tokenizer trained on the
+world's language (every question, answer, prompt and phrase ShapesWorld can produce).
+
+Qwen3-VL (its vision tower adds learned absolute position embeddings to the patches). On a CPU,
+neither a Qwen2.5-VL nor a Qwen3-VL pocket learned "where is the X?" within 1,000 steps from
+position alone (colors and counts: yes); ShapesWorld's quadrant tiles are therefore tinted, which
+makes a quadrant's identity part of its pixels.
+"""
 
 from __future__ import annotations
 
-from evostreaming.models.tiny import TinyModel, build_qwen2_5_vl
+from evostreaming.models.tiny import TinyModel, build_qwen3_vl
 from evostreaming.models.tokenizer import DEFAULT_CORPUS
 from evostreaming.world.language import TEMPLATES
 from evostreaming.world.scene import COLORS, KINDS, QUADRANTS, TASK_TYPES
@@ -17,8 +23,14 @@ POCKET_TEXT = dict(
     num_key_value_heads=2,
     max_position_embeddings=32768,
 )
+# 16 learned absolute position embeddings = the 4x4 patch grid of a 56x56 frame
 POCKET_VISION = dict(
-    depth=2, hidden_size=96, intermediate_size=192, num_heads=2, window_size=56, fullatt_block_indexes=[1]
+    depth=2,
+    hidden_size=96,
+    intermediate_size=192,
+    num_heads=2,
+    num_position_embeddings=16,
+    deepstack_visual_indexes=[0],
 )
 
 
@@ -40,12 +52,18 @@ def world_corpus() -> list[str]:
 
 def build_pocket(seed: int = 0) -> TinyModel:
     head_dim = POCKET_TEXT["hidden_size"] // POCKET_TEXT["num_attention_heads"]  # 48 -> 24 rotary pairs
-    text = dict(
-        POCKET_TEXT, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [8, 8, 8]}
-    )
-    assert sum(text["rope_parameters"]["mrope_section"]) == head_dim // 2
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [8, 8, 8], "mrope_interleaved": True}
+    assert sum(rope["mrope_section"]) == head_dim // 2
+    text = dict(POCKET_TEXT, head_dim=head_dim, rope_parameters=rope)
     vision = dict(POCKET_VISION, out_hidden_size=POCKET_TEXT["hidden_size"])
-    tm = build_qwen2_5_vl(
-        seed, corpus=world_corpus(), text_overrides=text, vision_overrides=vision, max_side_tokens=2, vocab_size=800
+    # 56x56 frames, 14-pixel patches, 2x2 merge: one visual token per quadrant
+    tm = build_qwen3_vl(
+        seed,
+        corpus=world_corpus(),
+        text_overrides=text,
+        vision_overrides=vision,
+        max_side_tokens=2,
+        vocab_size=800,
+        patch=14,
     )
-    return TinyModel(tm.model, tm.processor, "qwen2_5_vl")
+    return TinyModel(tm.model, tm.processor, "qwen3_vl")

@@ -52,12 +52,37 @@ def collate(items: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torc
     }
 
 
-def batch_examples(seed: int, step: int, batch_size: int, n_scenes: int) -> list[Example]:
+PERCEPTION_KEYS = ("color_now", "where_now", "count_now")
+
+
+def perception_examples(scene, rng: random.Random, n: int) -> list[Example]:
+    """Single-frame questions about what is on screen: the grounding curriculum's first phase."""
+    from evostreaming.world.language import BY_KEY, Question, answer_at
+    from evostreaming.world.scene import STEP_S, render_frames
+
+    frames = render_frames(scene)
+    out = []
+    while len(out) < n:
+        k = rng.randrange(len(frames))
+        key = rng.choice(PERCEPTION_KEYS)
+        kinds = sorted(scene.state_at(k * STEP_S)) or [None]
+        q = Question(BY_KEY[key], None if key == "count_now" else rng.choice(kinds))
+        a = answer_at(scene, q, k * STEP_S)
+        if a is not None:
+            out.append(Example("qa", [frames[k][1]], q.text, a, q.task_type, {"key": key}))
+    return out
+
+
+def batch_examples(seed: int, step: int, batch_size: int, n_scenes: int, perception_steps: int = 0) -> list[Example]:
     """The examples of training step ``step``: a pure function of (seed, step), so resuming after a
-    crash continues with exactly the data the uninterrupted run would have seen."""
+    crash continues with exactly the data the uninterrupted run would have seen. During the first
+    ``perception_steps`` steps, only single-frame perception questions (a grounding curriculum:
+    otherwise a model trained from scratch can settle on the answers' text priors and ignore the
+    frames)."""
     rng = random.Random(seed * 1_000_003 + step)
     out: list[Example] = []
     while len(out) < batch_size:
         scene = generate_scene(rng.randrange(n_scenes))
-        out.extend(sample_examples(scene, rng, min(2, batch_size - len(out))))
+        n = min(2, batch_size - len(out))
+        out.extend(perception_examples(scene, rng, n) if step < perception_steps else sample_examples(scene, rng, n))
     return out

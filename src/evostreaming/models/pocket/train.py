@@ -28,11 +28,12 @@ class PocketTrainConfig:
     seed: int = 0
     steps: int = 4000
     batch_size: int = 16
-    lr: float = 2e-3
+    lr: float = 1e-3
     warmup: int = 100
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.01
     n_scenes: int = 20_000  # training scenes are seeds [0, n_scenes); benchmarks use other seeds
+    perception_steps: int = 1000  # grounding curriculum: single-frame perception questions first
     checkpoint_every: int = 250
     log_every: int = 25
 
@@ -65,9 +66,9 @@ def train_pocket(
     model, processor = tm.model, tm.processor
     start = 0
     if (ckpt / "config.json").exists():
-        from transformers import Qwen2_5_VLForConditionalGeneration
+        from transformers import AutoModelForImageTextToText
 
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(ckpt, dtype=torch.float32)
+        model = AutoModelForImageTextToText.from_pretrained(ckpt, dtype=torch.float32)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -98,9 +99,8 @@ def train_pocket(
         task = progress.add_task("train", total=cfg.steps, completed=start, loss="")
         for step in range(start, end):
             t0 = time.perf_counter()
-            items = [
-                encode_example(processor, ex) for ex in batch_examples(cfg.seed, step, cfg.batch_size, cfg.n_scenes)
-            ]
+            examples = batch_examples(cfg.seed, step, cfg.batch_size, cfg.n_scenes, cfg.perception_steps)
+            items = [encode_example(processor, ex) for ex in examples]
             batch = {k: v.to(accelerator.device) for k, v in collate(items, pad_id).items()}
             loss = model(**batch).loss
             accelerator.backward(loss)
