@@ -151,14 +151,19 @@ def test_training_conversations_are_the_tokens_the_session_feeds(family):
     assert trained.count("<silent>") == 3 and "square turns red" in trained
 
 
-def _silence_prob(model, processor, adapter, frames) -> float:
+def _silence(model, processor, adapter, frames) -> tuple[float, float]:
+    """(mean P(marker), fraction of steps the greedy rule keeps silent) over a stream."""
     s = StreamingSession(model, processor, adapter, SessionConfig())
-    probs = []
+    probs, silent = [], []
     for f in frames:
         s.push_frame(f)
-        probs.append(s.decide().silence_prob)
+        d = s.decide()
+        probs.append(d.silence_prob)
+        silent.append(d.silent)
+        if not d.silent:
+            s.generate_reply()
         s.sync()
-    return float(np.mean(probs))
+    return float(np.mean(probs)), float(np.mean(silent))
 
 
 @pytest.mark.skipif(not pocket_available(), reason="pocket weights not committed yet")
@@ -184,16 +189,17 @@ def test_a_lora_step_changes_the_silence_behaviour(tmp_path):
         "turns": [{"user_text": None, "reply": "<silent>"} for _ in range(5)],
     }
     data.write_text("\n".join(json.dumps(row) for _ in range(8)) + "\n")
-    before = _silence_prob(model, processor, adapter, frames)
+    p_before, silent_before = _silence(model, processor, adapter, frames)
     loaded = LoadedModel(model, processor, adapter, "pocket")
-    cfg = LoraTrainConfig(lr=1e-2, batch_size=2, epochs=2, dropout=0.0, warmup_ratio=0.0)
+    cfg = LoraTrainConfig(lr=1e-2, batch_size=2, epochs=16, dropout=0.0, warmup_ratio=0.0)
     out = train_lora("pocket", data, tmp_path / "lora", cfg, loaded=loaded)
     assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
     cfg_json = json.loads((out / "adapter_config.json").read_text())
     assert cfg_json["r"] == 8 and cfg_json["lora_alpha"] == 32
     tuned = PeftModel.from_pretrained(load_pocket()[0], out).merge_and_unload().eval()
-    after = _silence_prob(tuned, processor, adapter, frames)
-    assert before < 0.1 and after > 0.5
+    p_after, silent_after = _silence(tuned, processor, adapter, frames)
+    assert silent_before == 0.0 and silent_after >= 0.8
+    assert p_after > 1000 * p_before
     # the vision tower is untouched by LoRA
     weights = load_file(str(out / "adapter_model.safetensors"))
     assert weights and not any("visual" in k for k in weights)

@@ -225,7 +225,7 @@ def world_make_bench(
 def world_train_pocket(
     output: Path = typer.Option(..., help="training folder (checkpoint/, final/, train_log.jsonl); re-run resumes"),
     seed: int = typer.Option(0),
-    steps: int = typer.Option(4000, help="optimizer steps"),
+    steps: int = typer.Option(3500, help="optimizer steps (the released model: 3500)"),
     batch_size: int = typer.Option(16),
     lr: float = typer.Option(1e-3),
     perception_steps: int = typer.Option(1000, help="grounding curriculum: single-frame perception questions first"),

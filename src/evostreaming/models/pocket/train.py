@@ -26,7 +26,7 @@ from evostreaming.train.checkpoint import load_training_state, save_checkpoint
 @dataclass
 class PocketTrainConfig:
     seed: int = 0
-    steps: int = 4000
+    steps: int = 3500
     batch_size: int = 16
     lr: float = 1e-3
     warmup: int = 100
