@@ -22,7 +22,7 @@ from evostreaming.world.language import (
     questions_for,
     relevant_at,
 )
-from evostreaming.world.scene import COLORS, KINDS, QUADRANTS, STEP_S, TASK_TYPES, render_frames
+from evostreaming.world.scene import COLORS, KINDS, STEP_S, TASK_TYPES, render_frames
 from evostreaming.world.supervision import KINDS_OF_EXAMPLES, make_example
 
 ORIGIN = {"top left": (0, 0), "top right": (0, 28), "bottom left": (28, 0), "bottom right": (28, 28)}
@@ -186,6 +186,3 @@ def test_world_make_bench_cli(tmp_path):
     res = CliRunner().invoke(app, ["world", "make-bench", "--seed", "3", "--n", "5", "--output", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert len(load_samples(tmp_path)) == 5 and len(list((tmp_path / "videos").glob("*.mp4"))) == 5
-
-
-QUADS = QUADRANTS

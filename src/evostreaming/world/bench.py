@@ -9,7 +9,7 @@ from evostreaming.eval.schema import GoldAnswer, Sample, UserTurn, write_samples
 from evostreaming.video.writer import write_mp4
 from evostreaming.world.generator import generate_scene
 from evostreaming.world.language import BY_KEY, Question, answer_at, questions_for
-from evostreaming.world.scene import STEP_S, Scene, render_frames
+from evostreaming.world.scene import Scene, render_frames
 
 REGIME = {
     "immediate visual": "RTVP",
@@ -103,6 +103,3 @@ def make_bench(seed: int, n: int, output: Path, *, crf: int = 12) -> list[Sample
         for s in scenes:
             f.write(json.dumps(s) + "\n")
     return samples
-
-
-STEP = STEP_S

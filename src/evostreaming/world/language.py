@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from evostreaming.world.scene import KINDS, QUADRANTS, STEP_S, Scene
+from evostreaming.world.scene import KINDS, STEP_S, Scene
 
 K = "|".join(KINDS)
 
@@ -150,6 +150,3 @@ def is_valid_question(text: str, task_type: str, scene: Scene | None = None) -> 
     if q is None or q.task_type != task_type:
         return False
     return scene is None or any(x.text == q.text for x in questions_for(scene, task_type))
-
-
-QUADRANT_WORDS = QUADRANTS
