@@ -10,32 +10,23 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from evostreaming.eval.policies import Policy
 from evostreaming.eval.schema import Sample
+from evostreaming.jsonl import append_jsonl, read_jsonl
+from evostreaming.progress import job_progress
 from evostreaming.video.sources import VideoFileSource, VideoSourceError
 
 TRAJECTORIES = "trajectories.jsonl"
 
 
 def read_trajectories(out_dir: Path) -> list[dict]:
-    path = Path(out_dir) / TRAJECTORIES
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash: that sample is simply run again
-    return rows
+    return read_jsonl(Path(out_dir) / TRAJECTORIES)
 
 
 def _video_duration(path: str) -> float | None:
@@ -94,15 +85,6 @@ def run_sample(policy: Policy, sample: Sample, max_pixels: int | None = 448 * 44
     return {"id": sample.id, "policy": policy.name, "sample": sample.model_dump(), "steps": steps, "error": error}
 
 
-def _drop_partial_tail(path: Path) -> None:
-    """Cut a line left unfinished by a crash, so the next append starts on a fresh line."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    data = path.read_bytes()
-    if not data.endswith(b"\n"):
-        path.write_bytes(data[: data.rfind(b"\n") + 1])
-
-
 def run_protocol(
     samples: list[Sample],
     policy: Policy,
@@ -122,21 +104,9 @@ def run_protocol(
     if done:
         console.print(f"resuming: {len(done)} samples already in {out_dir / TRAJECTORIES}, {len(todo)} to go")
     path = out_dir / TRAJECTORIES
-    _drop_partial_tail(path)
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as progress, open(path, "a", encoding="utf-8") as f:
-        task = progress.add_task(f"RealStreamEval [{policy.name}]", total=len(todo))
+    with job_progress(console, f"RealStreamEval [{policy.name}]") as progress:
+        task = progress.add_task("eval", total=len(todo), status="")
         for sample in todo:
-            row = run_sample(policy, sample, max_pixels=max_pixels)
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+            append_jsonl(path, [run_sample(policy, sample, max_pixels=max_pixels)], sync=True)
             progress.advance(task)
     return read_trajectories(out_dir)

@@ -18,6 +18,7 @@ from pathlib import Path
 from evostreaming.evolve.backends import Request
 from evostreaming.evolve.pool import PoolVideo
 from evostreaming.evolve.prompts import Prompts
+from evostreaming.jsonl import append_jsonl, read_jsonl
 
 MAX_QUESTION_CHARS = 200
 
@@ -45,26 +46,8 @@ class StageContext:
         return self.frames_cache[video.id]
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash: redone
-    return rows
-
-
 def _append(path: Path, rows: Iterable[dict]) -> None:
-    data = path.read_bytes() if path.exists() else b""
-    if data and not data.endswith(b"\n"):
-        path.write_bytes(data[: data.rfind(b"\n") + 1])
-    with open(path, "a", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-        f.flush()
+    append_jsonl(path, rows)
 
 
 def _chunks(items: list, n: int):

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from evostreaming.evolve.pool import PoolVideo
+from evostreaming.progress import job_progress
 from evostreaming.stream.conversation import Turn, render_conversation
 from evostreaming.train.checkpoint import load_training_state, save_checkpoint
 
@@ -154,17 +154,9 @@ def train_lora(
     end = steps if max_steps_this_run is None else min(steps, start + max_steps_this_run)
     log = open(output / "train_log.jsonl", "a")
     cache: dict = {}
-    columns = (
-        TextColumn("[bold]LoRA[/] {task.fields[loss]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
     try:
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task("lora", total=steps, completed=start, loss="")
+        with job_progress(console, "LoRA") as progress:
+            task = progress.add_task("lora", total=steps, completed=start, status="")
             for step in range(start, end):
                 batch_ids = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
                 losses = []
@@ -179,7 +171,7 @@ def train_lora(
                 optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
                 mean = sum(losses) / len(losses)
-                progress.update(task, advance=1, loss=f"loss {mean:.3f}")
+                progress.update(task, advance=1, status=f"loss {mean:.3f}")
                 log.write(json.dumps({"step": step + 1, "loss": mean, "lr": scheduler.get_last_lr()[0]}) + "\n")
                 log.flush()
                 if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == end:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from evostreaming.models.pocket.build import build_pocket
 from evostreaming.models.pocket.data import batch_examples, collate, encode_example
+from evostreaming.progress import job_progress
 from evostreaming.train.checkpoint import load_training_state, save_checkpoint
 
 
@@ -86,17 +86,9 @@ def train_pocket(
     (output / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
     end = cfg.steps if max_steps_this_run is None else min(cfg.steps, start + max_steps_this_run)
     pad_id = processor.tokenizer.pad_token_id
-    columns = (
-        TextColumn("[bold]pocket[/] {task.fields[loss]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
     running = None
-    with Progress(*columns, console=console) as progress, open(log_path, "a") as log:
-        task = progress.add_task("train", total=cfg.steps, completed=start, loss="")
+    with job_progress(console, "pocket") as progress, open(log_path, "a") as log:
+        task = progress.add_task("train", total=cfg.steps, completed=start, status="")
         for step in range(start, end):
             t0 = time.perf_counter()
             examples = batch_examples(cfg.seed, step, cfg.batch_size, cfg.n_scenes, cfg.perception_steps)
@@ -109,7 +101,7 @@ def train_pocket(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-            progress.update(task, advance=1, loss=f"loss {running:.3f}")
+            progress.update(task, advance=1, status=f"loss {running:.3f}")
             if (step + 1) % cfg.log_every == 0:
                 log.write(
                     json.dumps(
