@@ -89,3 +89,14 @@ def test_query_times_must_pair_with_queries(tmp_path):
     )
     assert res.exit_code == 2
     assert "one time per query" in res.output
+
+
+def test_evolve_server_flags_are_checked_before_any_work(tmp_path):
+    base = ["evolve", "run", "--model", "pocket", "--world-seed", "0", "--output", str(tmp_path / "o")]
+    res = runner.invoke(app, base + ["--server", "http://127.0.0.1:9/v1"])
+    assert res.exit_code != 0 and "--server-model" in res.output
+    res = runner.invoke(app, base + ["--server", "http://127.0.0.1:9/v1", "--server-model", "m", "--rounds", "2"])
+    assert res.exit_code != 0 and "{round}" in res.output
+    res = runner.invoke(app, base + ["--silent-keep", "0"])
+    assert res.exit_code != 0 and "--silent-keep" in res.output
+    assert not (tmp_path / "o").exists()

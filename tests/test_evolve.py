@@ -151,6 +151,30 @@ def test_training_conversations_are_the_tokens_the_session_feeds(family):
     assert trained.count("<silent>") == 3 and "square turns red" in trained
 
 
+def test_silent_keep_drops_the_loss_on_silent_steps_only():
+    from evostreaming.models.adapters import adapter_for
+    from evostreaming.train.lora import trained_turns
+
+    tm = tiny("qwen2_5_vl")
+    replies = ["<silent>"] * 4 + ["square turns red"] + ["<silent>"] * 5
+    row = {
+        "video": "world:3",
+        "question": "tell me each change as it happens.",
+        "system": DEFAULT_SYSTEM_PROMPT,
+        "marker": "<silent>",
+        "turns": [{"user_text": None, "reply": r} for r in replies],
+    }
+    assert trained_turns(row, 1.0) == [True] * 10
+    assert trained_turns(row, 0.0) == [r != "<silent>" for r in replies]
+    half = trained_turns(row, 0.5)
+    assert half == trained_turns(row, 0.5) and half[4] and 0 < sum(half[:4] + half[5:]) < 9  # stable, partial
+    tok = tm.processor.tokenizer
+    for keep, n_silent in ((1.0, 9), (0.0, 0), (0.5, sum(half) - 1)):
+        enc = encode_conversation(row, adapter_for(tm.model), tm.processor, tm.model, silent_keep=keep)
+        trained = tok.decode(enc["labels"][0][enc["labels"][0] != -100])
+        assert trained.count("<silent>") == n_silent and "square turns red" in trained
+
+
 def _silence(model, processor, adapter, frames) -> tuple[float, float]:
     """(mean P(marker), fraction of steps the greedy rule keeps silent) over a stream."""
     s = StreamingSession(model, processor, adapter, SessionConfig())

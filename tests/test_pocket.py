@@ -34,6 +34,23 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
 
 
+def test_labels_cover_every_answer_and_nothing_else():
+    from evostreaming.models.pocket.build import build_pocket
+    from evostreaming.models.pocket.data import IGNORE, encode_example
+    from evostreaming.world.generator import generate_scene
+    from evostreaming.world.scene import render_frames
+    from evostreaming.world.supervision import Example
+
+    processor = build_pocket(0).processor
+    frames = [f for _, f in render_frames(generate_scene(4))][:3]
+    ex = Example("qa", frames, "how many shapes are there now?", "2", "immediate visual", {})
+    ex.follow_ups = [("what color is the circle now?", "red"), ("describe the video.", "circle turns red")]
+    enc = encode_example(processor, ex)
+    targets = processor.tokenizer.decode(enc["labels"][enc["labels"] != IGNORE])
+    assert targets == "2<|im_end|>red<|im_end|>circle turns red<|im_end|>"
+    assert enc["labels"].shape == enc["input_ids"].shape
+
+
 needs_weights = pytest.mark.skipif(not pocket_available(), reason="pocket weights not committed yet")
 
 

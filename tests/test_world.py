@@ -22,8 +22,8 @@ from evostreaming.world.language import (
     questions_for,
     relevant_at,
 )
-from evostreaming.world.scene import COLORS, KINDS, STEP_S, TASK_TYPES, render_frames
-from evostreaming.world.supervision import KINDS_OF_EXAMPLES, make_example
+from evostreaming.world.scene import COLORS, KINDS, STEP_S, TASK_TYPES, Event, Scene, ShapeState, render_frames
+from evostreaming.world.supervision import KINDS_OF_EXAMPLES, inventory, make_example
 
 ORIGIN = {"top left": (0, 0), "top right": (0, 28), "bottom left": (28, 0), "bottom right": (28, 28)}
 # pixels that tell the kinds apart: a square fills its corner, a circle its sides, a triangle neither
@@ -186,3 +186,31 @@ def test_world_make_bench_cli(tmp_path):
     res = CliRunner().invoke(app, ["world", "make-bench", "--seed", "3", "--n", "5", "--output", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert len(load_samples(tmp_path)) == 5 and len(list((tmp_path / "videos").glob("*.mp4"))) == 5
+
+
+def test_inventory_lists_shapes_in_quadrant_order():
+    scene = Scene(0, "dynamic event description", 4, "plain", 100, [ShapeState("square", "blue", "bottom right")])
+    scene.events = [
+        Event(2.0, "appear", "circle", color="red", quadrant="top left"),
+        Event(4.0, "disappear", "square"),
+        Event(6.0, "disappear", "circle"),
+    ]
+    assert inventory(scene, 0.0) == "blue square at bottom right"
+    assert inventory(scene, 2.0) == "red circle at top left, blue square at bottom right"
+    assert inventory(scene, 6.0) == "no shapes"
+
+
+def test_multi_turn_examples_ask_more_about_the_same_frames():
+    rng = random.Random(3)
+    for seed in range(20):
+        scene = generate_scene(seed)
+        ex = make_example(scene, "qa", rng, turns=3)
+        t = ex.meta["t"]
+        asked = [ex.prompt] + [p for p, _ in ex.follow_ups]
+        assert len(set(asked)) == len(asked)  # distinct questions
+        for prompt, answer in ex.follow_ups:  # every follow-up is answered about the same clip end
+            assert answer_at(scene, parse_question(prompt), t) == answer
+        rel = make_example(scene, "relevance", rng, turns=2)
+        for prompt, answer in rel.follow_ups:
+            q = parse_question(prompt.split("question: ", 1)[1].rsplit(" answer yes or no.", 1)[0])
+            assert answer == ("yes" if relevant_at(scene, q, rel.meta["t"]) else "no")

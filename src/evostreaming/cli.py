@@ -225,7 +225,7 @@ def world_make_bench(
 def world_train_pocket(
     output: Path = typer.Option(..., help="training folder (checkpoint/, final/, train_log.jsonl); re-run resumes"),
     seed: int = typer.Option(0),
-    steps: int = typer.Option(3500, help="optimizer steps (the released model: 3500)"),
+    steps: int = typer.Option(5000, help="optimizer steps (the released model: 5000)"),
     batch_size: int = typer.Option(16),
     lr: float = typer.Option(1e-3),
     perception_steps: int = typer.Option(1000, help="grounding curriculum: single-frame perception questions first"),
@@ -285,10 +285,15 @@ def _pool(videos: Path | None, world_seed: int | None, n_videos: int):
     return world_pool(world_seed, n_videos)
 
 
-def _lora_config(rank, alpha, lr, batch_size, epochs):
+def _lora_config(rank, alpha, lr, batch_size, epochs, silent_keep):
     from evostreaming.train.lora import LoraTrainConfig
 
-    return LoraTrainConfig(rank=rank, alpha=alpha, lr=lr, batch_size=batch_size, epochs=epochs)
+    if not 0.0 < silent_keep <= 1.0:
+        _fail(f"--silent-keep must be in (0, 1], got {silent_keep}")
+    return LoraTrainConfig(rank=rank, alpha=alpha, lr=lr, batch_size=batch_size, epochs=epochs, silent_keep=silent_keep)
+
+
+SILENT_KEEP_HELP = "fraction of silent steps that carry loss (1 = every assistant turn, the paper's recipe)"
 
 
 @evolve_app.command("run")
@@ -302,11 +307,17 @@ def evolve_run(
     rounds: int = typer.Option(1),
     questions_per_video: int = typer.Option(2),
     random_relevance: bool = typer.Option(False, help="ablation: random relevance labels at the same rate"),
+    server: str | None = typer.Option(
+        None, help="generate on an OpenAI-compatible server (vLLM/SGLang), e.g. http://localhost:8000/v1"
+    ),
+    server_model: str | None = typer.Option(None, help="model name on the server; {round} is the round index"),
+    concurrency: int = typer.Option(16, help="concurrent requests to --server"),
     rank: int = typer.Option(8),
     alpha: int = typer.Option(32),
     lr: float = typer.Option(1e-4),
     batch_size: int = typer.Option(8),
     epochs: float = typer.Option(1.0),
+    silent_keep: float = typer.Option(1.0, help=SILENT_KEEP_HELP),
     seed: int = typer.Option(0),
 ) -> None:
     """Run EvoStreaming rounds end to end (taxonomy, questions, relevance, roll-out, standardize, LoRA)."""
@@ -321,8 +332,18 @@ def evolve_run(
         questions_per_video=questions_per_video,
         seed=seed,
         random_relevance=random_relevance,
-        lora=_lora_config(rank, alpha, lr, batch_size, epochs),
+        lora=_lora_config(rank, alpha, lr, batch_size, epochs, silent_keep),
+        server_url=server,
+        server_model=server_model,
+        server_concurrency=concurrency,
     )
+    if server and not server_model:
+        _fail("--server needs --server-model: the model name the server serves (see GET /v1/models)")
+    if server and rounds > 1 and "{round}" not in server_model:
+        _fail(
+            "--rounds > 1 with --server: round i must generate with M(i); serve one model (or LoRA module) per "
+            "round and name it with a {round} placeholder, e.g. --server-model 'evo-r{round}'"
+        )
     with Progress(console=err) as progress:
         tasks: dict[str, int] = {}
 
@@ -374,6 +395,7 @@ def train_lora_cmd(
     lr: float = typer.Option(1e-4),
     batch_size: int = typer.Option(8),
     epochs: float = typer.Option(1.0),
+    silent_keep: float = typer.Option(1.0, help=SILENT_KEEP_HELP),
 ) -> None:
     """LoRA SFT (PEFT) on any trajectory file; loss on assistant turns only."""
     from evostreaming.train.lora import TrainDataError, train_lora
@@ -381,7 +403,7 @@ def train_lora_cmd(
     if not data.exists():
         _fail(f"{data}: no such file")
     try:
-        adapter = train_lora(model, data, output, _lora_config(rank, alpha, lr, batch_size, epochs), err)
+        adapter = train_lora(model, data, output, _lora_config(rank, alpha, lr, batch_size, epochs, silent_keep), err)
     except TrainDataError as exc:
         _fail(str(exc))
     console.print(f"adapter: {adapter}")

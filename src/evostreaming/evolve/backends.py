@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -71,15 +73,34 @@ class LocalBackend:
         return outs
 
 
+class BackendError(RuntimeError):
+    pass
+
+
 class OpenAIBackend:
-    """Chat completions against ``base_url`` (e.g. ``http://localhost:8000/v1``) for model ``model``."""
+    """Chat completions against ``base_url`` (e.g. ``http://localhost:8000/v1``) for model ``model``.
+
+    The request carries the same system prompt and user turn (images first, then the text) as
+    ``LocalBackend`` builds, so a served model sees what the local one would. Frames travel as PNG
+    (lossless). Transient failures (connection errors, 429, 5xx) are retried with backoff.
+    """
 
     def __init__(
-        self, base_url: str, model: str, *, api_key: str | None = None, concurrency: int = 8, timeout_s: float = 120.0
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        concurrency: int = 8,
+        timeout_s: float = 120.0,
+        system: str | None = "You are a helpful assistant.",
+        retries: int = 3,
+        backoff_s: float = 1.0,
     ):
         self.base_url = base_url.rstrip("/")
         self.model, self.api_key = model, api_key
         self.concurrency, self.timeout_s = concurrency, timeout_s
+        self.system, self.retries, self.backoff_s = system, retries, backoff_s
         self.name = model
 
     @staticmethod
@@ -91,9 +112,10 @@ class OpenAIBackend:
     def _one(self, req: Request, max_new_tokens: int, temperature: float, seed: int) -> str:
         content = [{"type": "image_url", "image_url": {"url": self._data_url(f)}} for f in req.frames]
         content.append({"type": "text", "text": req.prompt})
+        messages = [{"role": "system", "content": self.system}] if self.system else []
         body = {
             "model": self.model,
-            "messages": [{"role": "user", "content": content}],
+            "messages": messages + [{"role": "user", "content": content}],
             "max_tokens": max_new_tokens,
             "temperature": temperature,
             "seed": seed,
@@ -101,11 +123,25 @@ class OpenAIBackend:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        http = urllib.request.Request(
-            f"{self.base_url}/chat/completions", data=json.dumps(body).encode(), headers=headers
+        url = f"{self.base_url}/chat/completions"
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            http = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
+            try:
+                with urllib.request.urlopen(http, timeout=self.timeout_s) as resp:
+                    return (json.loads(resp.read())["choices"][0]["message"]["content"] or "").strip()
+            except urllib.error.HTTPError as e:
+                last = f"HTTP {e.code}"
+                if e.code != 429 and e.code < 500:  # a bad request will not get better
+                    break
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+                last = str(getattr(e, "reason", e))
+        raise BackendError(
+            f"{url}: request for model {self.model!r} failed after {attempt + 1} attempt(s) ({last}); "
+            "check that the server is up and serves this model name (GET /v1/models)"
         )
-        with urllib.request.urlopen(http, timeout=self.timeout_s) as resp:
-            return json.loads(resp.read())["choices"][0]["message"]["content"].strip()
 
     def generate(
         self, requests: list[Request], *, max_new_tokens: int = 32, temperature: float = 0.0, seed: int = 0

@@ -334,6 +334,7 @@ def stage_standardize(
                 json.dumps(
                     {
                         "video": r["video"],
+                        "question": r["question"],
                         "fps": fps,
                         "system": system_prompt,
                         "marker": silence_marker,

@@ -157,6 +157,7 @@ def build_qwen3_vl(
     max_side_tokens: int = 4,
     vocab_size: int = 600,
     patch: int = 16,
+    added_tokens: list[str] | None = None,
 ) -> TinyModel:
     from transformers import (
         Qwen2VLImageProcessor,
@@ -167,6 +168,8 @@ def build_qwen3_vl(
     )
 
     tok = _qwen_tokenizer(corpus, vocab_size)
+    if added_tokens:
+        tok.add_tokens(added_tokens)  # ordinary (non-special) tokens: decoding keeps them
     text = dict(TEXT, vocab_size=len(tok), head_dim=16, **_text_ids(tok))
     text["rope_parameters"] = {
         "rope_type": "default",

@@ -25,6 +25,7 @@ class Turn:
     frame: object  # PIL image or (H, W, 3) uint8 array
     user_text: str | None
     reply: str  # the silence marker or a response
+    trained: bool = True  # False: the reply is context only (no loss on it)
 
 
 def render_conversation(
@@ -51,8 +52,8 @@ def render_conversation(
         if turn.user_text:
             add(adapter.user_text(turn.user_text))
         add(adapter.assistant_open())
-        add(adapter.reply_text(turn.reply), train=True)
-        add(adapter.assistant_close(), train=True)
+        add(adapter.reply_text(turn.reply), train=turn.trained)
+        add(adapter.assistant_close(), train=turn.trained)
     input_ids = torch.cat(ids)
     out = {"input_ids": input_ids, "labels": torch.cat(labels), **adapter.merge_mm(mm)}
     # the newline after the turn-end token is formatting; like offline SFT, predict only the end token

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,6 +40,9 @@ class LoraTrainConfig:
     seed: int = 0
     checkpoint_every: int = 50
     max_pixels: int = 448 * 448
+    # fraction of silent steps that carry loss (the rest stay in context). 1.0 = the paper's
+    # recipe (every assistant turn); lower values rebalance streams where silence dominates
+    silent_keep: float = 1.0
 
 
 class TrainDataError(ValueError):
@@ -63,8 +67,25 @@ def load_conversations(path: Path) -> list[dict]:
     return rows
 
 
+def trained_turns(row: dict, silent_keep: float, seed: int = 0) -> list[bool]:
+    """Which turns carry loss: every response; each silent step with probability ``silent_keep``
+    (a pure function of the conversation and the seed, so a resumed run sees the same labels)."""
+    if silent_keep >= 1.0:
+        return [True] * len(row["turns"])
+    key = f"{seed}|{row['video']}|{row.get('question', '')}".encode()
+    rng = random.Random(zlib.crc32(key))
+    return [t["reply"] != row["marker"] or rng.random() < silent_keep for t in row["turns"]]
+
+
 def encode_conversation(
-    row: dict, adapter, processor, model, frames_cache: dict | None = None, max_pixels: int | None = None
+    row: dict,
+    adapter,
+    processor,
+    model,
+    frames_cache: dict | None = None,
+    max_pixels: int | None = None,
+    silent_keep: float = 1.0,
+    seed: int = 0,
 ) -> dict[str, torch.Tensor]:
     video = PoolVideo(row["video"], row.get("fps", 0.5))
     cache = frames_cache if frames_cache is not None else {}
@@ -73,7 +94,8 @@ def encode_conversation(
     frames = cache[video.id]
     if len(frames) < len(row["turns"]):
         raise TrainDataError(f"{video.id}: {len(frames)} frames for {len(row['turns'])} turns")
-    turns = [Turn(frames[k], t.get("user_text"), t["reply"]) for k, t in enumerate(row["turns"])]
+    keep = trained_turns(row, silent_keep, seed)
+    turns = [Turn(frames[k], t.get("user_text"), t["reply"], keep[k]) for k, t in enumerate(row["turns"])]
     enc = render_conversation(adapter, processor, row["system"], turns, row["marker"])
     inputs = adapter.offline_inputs(
         model, enc["input_ids"], {k: v for k, v in enc.items() if k not in ("input_ids", "labels")}
@@ -162,7 +184,9 @@ def train_lora(
                 losses = []
                 # one sequence at a time, gradients summed over the batch (mean loss per sequence)
                 for idx in batch_ids:
-                    inputs = encode_conversation(rows[idx], adapter, processor, loaded.model, cache, cfg.max_pixels)
+                    inputs = encode_conversation(
+                        rows[idx], adapter, processor, loaded.model, cache, cfg.max_pixels, cfg.silent_keep, cfg.seed
+                    )
                     loss = model(**{k: v.to(accelerator.device) for k, v in inputs.items()}).loss
                     accelerator.backward(loss / len(batch_ids))
                     losses.append(loss.item())

@@ -8,26 +8,33 @@ Kinds of examples (all chat turns: user = frames + text, assistant = canonical a
 * ``caption``: "describe the video." -> the changes, in order;
 * ``question``: "write a question of type X about this video." -> a canonical question of type X;
 * ``relevance``: two consecutive frames + "is this segment relevant to the question: Q ..." -> yes/no;
-* ``task_type``: "which task type fits this video? ..." -> one of the five types.
+* ``task_type``: "which task type fits this video? ..." -> one of the five types;
+* ``inventory``: "list the shapes you see now." -> every shape on screen with its color and place.
+
+With ``turns > 1`` an example carries follow-up questions about the same frames (a multi-turn
+conversation, as in real VLM instruction data): several answers are learned per encoding of the
+frames. The first turn is drawn exactly as for a single-turn example, so held-out evaluation sets
+(single-turn) do not depend on it.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from evostreaming.world.language import answer_at, caption, questions_for, relevant_at
-from evostreaming.world.scene import STEP_S, TASK_TYPES, Scene, render_frames
+from evostreaming.world.scene import QUADRANTS, STEP_S, TASK_TYPES, Scene, render_frames
 
-KINDS_OF_EXAMPLES = ("qa", "caption", "question", "relevance", "task_type")
-WEIGHTS = {"qa": 0.40, "caption": 0.10, "question": 0.15, "relevance": 0.25, "task_type": 0.10}
+KINDS_OF_EXAMPLES = ("qa", "caption", "question", "relevance", "task_type", "inventory")
+WEIGHTS = {"qa": 0.35, "caption": 0.10, "question": 0.15, "relevance": 0.20, "task_type": 0.10, "inventory": 0.10}
 
 TASK_TYPE_PROMPT = "which task type fits this video? " + ", ".join(TASK_TYPES) + "?"
 QUESTION_PROMPT = "write a question of type {task_type} about this video."
 RELEVANCE_PROMPT = "is this segment relevant to the question: {question} answer yes or no."
 CAPTION_PROMPT = "describe the video."
+INVENTORY_PROMPT = "list the shapes you see now."
 
 
 @dataclass
@@ -38,13 +45,23 @@ class Example:
     answer: str
     task_type: str
     meta: dict
+    follow_ups: list[tuple[str, str]] = field(default_factory=list)  # more (prompt, answer) turns
+
+
+def inventory(scene: Scene, t: float) -> str:
+    """Every shape on screen at t, in quadrant order: "red circle at top left, blue square at ..."."""
+    state = scene.state_at(t)
+    items = sorted(state.values(), key=lambda s: QUADRANTS.index(s.quadrant))
+    return ", ".join(f"{s.color} {s.kind} at {s.quadrant}" for s in items) or "no shapes"
 
 
 def _frames(scene: Scene) -> list[np.ndarray]:
     return [f for _, f in render_frames(scene)]
 
 
-def make_example(scene: Scene, kind: str, rng: random.Random, frames: list[np.ndarray] | None = None) -> Example | None:
+def make_example(
+    scene: Scene, kind: str, rng: random.Random, frames: list[np.ndarray] | None = None, turns: int = 1
+) -> Example | None:
     frames = frames if frames is not None else _frames(scene)
     n = len(frames)
     if kind == "qa":
@@ -57,7 +74,10 @@ def make_example(scene: Scene, kind: str, rng: random.Random, frames: list[np.nd
         keys = sorted({q.template.key for q, _ in cands})
         key = rng.choice(keys)
         q, a = rng.choice([c for c in cands if c[0].template.key == key])
-        return Example("qa", frames[: k + 1], q.text, a, q.task_type, {"key": key, "t": t})
+        ex = Example("qa", frames[: k + 1], q.text, a, q.task_type, {"key": key, "t": t})
+        rest = [c for c in cands if c[0] != q]
+        ex.follow_ups = [(q2.text, a2) for q2, a2 in rng.sample(rest, min(turns - 1, len(rest)))]
+        return ex
     if kind == "caption":
         k = rng.randrange(n)
         return Example("caption", frames[: k + 1], CAPTION_PROMPT, caption(scene, k * STEP_S), scene.task_type, {})
@@ -65,7 +85,17 @@ def make_example(scene: Scene, kind: str, rng: random.Random, frames: list[np.nd
         typed = [(tt, qs) for tt in TASK_TYPES if (qs := questions_for(scene, tt))]
         tt, qs = rng.choice(typed)
         q = rng.choice(qs)
-        return Example("question", frames, QUESTION_PROMPT.format(task_type=tt), q.text, tt, {})
+        ex = Example("question", frames, QUESTION_PROMPT.format(task_type=tt), q.text, tt, {})
+        rest = [(tt2, qs2) for tt2, qs2 in typed if tt2 != tt]
+        ex.follow_ups = [
+            (QUESTION_PROMPT.format(task_type=tt2), rng.choice(qs2).text)
+            for tt2, qs2 in rng.sample(rest, min(turns - 1, len(rest)))
+        ]
+        return ex
+    if kind == "inventory":
+        k = rng.randrange(n)
+        answer = inventory(scene, k * STEP_S)
+        return Example("inventory", frames[: k + 1], INVENTORY_PROMPT, answer, scene.task_type, {})
     if kind == "relevance":
         qs = questions_for(scene)
         if not qs or n < 2:
@@ -77,7 +107,7 @@ def make_example(scene: Scene, kind: str, rng: random.Random, frames: list[np.nd
             if relevant_at(scene, q, k * STEP_S) == want:
                 break
         rel = relevant_at(scene, q, k * STEP_S)
-        return Example(
+        ex = Example(
             "relevance",
             frames[k - 1 : k + 1],
             RELEVANCE_PROMPT.format(question=q.text),
@@ -85,26 +115,48 @@ def make_example(scene: Scene, kind: str, rng: random.Random, frames: list[np.nd
             q.task_type,
             {"t": k * STEP_S},
         )
+        rest = [q2 for q2 in qs if q2 != q]
+        ex.follow_ups = [
+            (RELEVANCE_PROMPT.format(question=q2.text), "yes" if relevant_at(scene, q2, k * STEP_S) else "no")
+            for q2 in rng.sample(rest, min(turns - 1, len(rest)))
+        ]
+        return ex
     if kind == "task_type":
         return Example("task_type", frames, TASK_TYPE_PROMPT, scene.task_type, scene.task_type, {})
     raise ValueError(kind)
 
 
-def sample_examples(scene: Scene, rng: random.Random, n: int) -> list[Example]:
+# turns per training example, by kind (question writing and QA gain most from several per clip)
+TRAIN_TURNS = {"qa": 3, "caption": 1, "question": 3, "relevance": 2, "task_type": 1, "inventory": 1}
+
+
+def sample_examples(scene: Scene, rng: random.Random, n: int, turns: dict[str, int] | None = None) -> list[Example]:
     frames = _frames(scene)
+    turns = TRAIN_TURNS if turns is None else turns
     kinds = list(WEIGHTS)
     weights = [WEIGHTS[k] for k in kinds]
     out = []
     while len(out) < n:
-        ex = make_example(scene, rng.choices(kinds, weights)[0], rng, frames)
+        kind = rng.choices(kinds, weights)[0]
+        ex = make_example(scene, kind, rng, frames, turns=turns.get(kind, 1))
         if ex is not None:
             out.append(ex)
     return out
 
 
-def to_messages(ex: Example, system: str | None = "You are a helpful assistant.") -> list[dict]:
+def prompt_messages(ex: Example, system: str | None = "You are a helpful assistant.") -> list[dict]:
+    """The first user turn (frames + prompt), ready for a generation prompt."""
     msgs = [{"role": "system", "content": system}] if system else []
     content = [{"type": "image"} for _ in ex.frames] + [{"type": "text", "text": ex.prompt}]
     msgs.append({"role": "user", "content": content})
+    return msgs
+
+
+def to_messages(ex: Example, system: str | None = "You are a helpful assistant.") -> list[dict]:
+    """The whole conversation: first turn with the frames, then the text-only follow-ups."""
+    msgs = prompt_messages(ex, system)
     msgs.append({"role": "assistant", "content": ex.answer})
+    for prompt, answer in ex.follow_ups:
+        msgs.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
+        msgs.append({"role": "assistant", "content": answer})
     return msgs

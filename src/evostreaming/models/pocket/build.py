@@ -11,9 +11,16 @@ from __future__ import annotations
 
 from evostreaming.models.tiny import TinyModel, build_qwen3_vl
 from evostreaming.models.tokenizer import DEFAULT_CORPUS
+from evostreaming.stream.decision import DEFAULT_SILENCE_MARKER
 from evostreaming.world.language import TEMPLATES
 from evostreaming.world.scene import COLORS, KINDS, QUADRANTS, TASK_TYPES
-from evostreaming.world.supervision import CAPTION_PROMPT, QUESTION_PROMPT, RELEVANCE_PROMPT, TASK_TYPE_PROMPT
+from evostreaming.world.supervision import (
+    CAPTION_PROMPT,
+    INVENTORY_PROMPT,
+    QUESTION_PROMPT,
+    RELEVANCE_PROMPT,
+    TASK_TYPE_PROMPT,
+)
 
 POCKET_TEXT = dict(
     hidden_size=192,
@@ -43,7 +50,9 @@ def world_corpus() -> list[str]:
         for k in KINDS
         for q in QUADRANTS
     ]
-    lines += [TASK_TYPE_PROMPT, CAPTION_PROMPT, "nothing changes", "yes", "no", "You are a helpful assistant."]
+    lines += [f"{c} {k} at {q}" for c in COLORS for k in KINDS for q in QUADRANTS]
+    lines += [TASK_TYPE_PROMPT, CAPTION_PROMPT, INVENTORY_PROMPT, "no shapes", "nothing changes", "yes", "no"]
+    lines += ["You are a helpful assistant."]
     lines += [QUESTION_PROMPT.format(task_type=t) for t in TASK_TYPES]
     lines += [RELEVANCE_PROMPT.format(question=t.text.format(kind=k)) for t in TEMPLATES for k in KINDS]
     lines += [" ".join(str(i) for i in range(20))]
@@ -65,5 +74,8 @@ def build_pocket(seed: int = 0) -> TinyModel:
         max_side_tokens=2,
         vocab_size=800,
         patch=14,
+        # The silence marker is one ordinary token of the vocabulary, never seen in training (a
+        # vanilla model has no use for it); one token keeps the decision and the LoRA target short.
+        added_tokens=[DEFAULT_SILENCE_MARKER],
     )
     return TinyModel(tm.model, tm.processor, "qwen3_vl")

@@ -13,18 +13,35 @@ from evostreaming.world.supervision import Example, sample_examples, to_messages
 IGNORE = -100
 
 
+def assistant_mask(ids: list[int], header: list[int], end_id: int) -> list[bool]:
+    """True on the tokens of every assistant answer and its end token: what the model learns to say.
+    Everything else (system, user turns, frames, the assistant header, the newline after the end
+    token) is context."""
+    mask = [False] * len(ids)
+    i = 0
+    while i < len(ids):
+        if ids[i : i + len(header)] == header:
+            j = i + len(header)
+            while j < len(ids) and ids[j] != end_id:
+                mask[j] = True
+                j += 1
+            if j < len(ids):
+                mask[j] = True
+            i = j + 1
+        else:
+            i += 1
+    return mask
+
+
 def encode_example(processor, ex: Example) -> dict[str, torch.Tensor]:
-    msgs = to_messages(ex)
-    prompt = processor.apply_chat_template(msgs[:-1], tokenize=False, add_generation_prompt=True)
-    full = processor.apply_chat_template(msgs, tokenize=False)
+    tok = processor.tokenizer
+    full = processor.apply_chat_template(to_messages(ex), tokenize=False)
     images = [Image.fromarray(f) for f in ex.frames]
     enc = processor(text=[full], images=images, return_tensors="pt")
-    n_prompt = processor(text=[prompt], images=images, return_tensors="pt")["input_ids"].shape[1]
     ids = enc["input_ids"][0]
-    labels = ids.clone()
-    labels[:n_prompt] = IGNORE
-    # the trailing newline after <|im_end|> is template formatting, not something to predict
-    labels[-1] = IGNORE
+    header = tok("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    mask = torch.tensor(assistant_mask(ids.tolist(), header, tok.convert_tokens_to_ids("<|im_end|>")))
+    labels = torch.where(mask, ids, torch.full_like(ids, IGNORE))
     return {
         "input_ids": ids,
         "labels": labels,
@@ -52,24 +69,26 @@ def collate(items: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torc
     }
 
 
-PERCEPTION_KEYS = ("color_now", "where_now", "count_now")
-
-
 def perception_examples(scene, rng: random.Random, n: int) -> list[Example]:
-    """Single-frame questions about what is on screen: the grounding curriculum's first phase."""
+    """Single-frame questions about what is on screen: the grounding curriculum's first phase.
+    Each example lists the shapes (kind, color and place of each: the densest signal) and then
+    asks the per-shape questions about the same frame."""
     from evostreaming.world.language import BY_KEY, Question, answer_at
     from evostreaming.world.scene import STEP_S, render_frames
+    from evostreaming.world.supervision import INVENTORY_PROMPT, inventory
 
     frames = render_frames(scene)
     out = []
     while len(out) < n:
         k = rng.randrange(len(frames))
-        key = rng.choice(PERCEPTION_KEYS)
-        kinds = sorted(scene.state_at(k * STEP_S)) or [None]
-        q = Question(BY_KEY[key], None if key == "count_now" else rng.choice(kinds))
-        a = answer_at(scene, q, k * STEP_S)
-        if a is not None:
-            out.append(Example("qa", [frames[k][1]], q.text, a, q.task_type, {"key": key}))
+        t = k * STEP_S
+        qs = [Question(BY_KEY["count_now"], None)] + [
+            Question(BY_KEY[key], kind) for kind in sorted(scene.state_at(t)) for key in ("color_now", "where_now")
+        ]
+        turns = [(q.text, answer_at(scene, q, t)) for q in rng.sample(qs, min(3, len(qs)))]
+        ex = Example("inventory", [frames[k][1]], INVENTORY_PROMPT, inventory(scene, t), scene.task_type, {})
+        ex.follow_ups = turns
+        out.append(ex)
     return out
 
 

@@ -23,7 +23,7 @@ from PIL import Image
 from evostreaming.eval.judges import normalize
 from evostreaming.world.generator import generate_scene
 from evostreaming.world.language import is_valid_question
-from evostreaming.world.supervision import KINDS_OF_EXAMPLES, Example, make_example, to_messages
+from evostreaming.world.supervision import KINDS_OF_EXAMPLES, Example, make_example, prompt_messages
 
 HELDOUT_SEED = 10_000_000
 
@@ -38,7 +38,7 @@ def generate_answers(model, processor, examples: list[Example], batch_size: int 
         for i in range(0, len(examples), batch_size):
             chunk = examples[i : i + batch_size]
             texts = [
-                processor.apply_chat_template(to_messages(ex)[:-1], tokenize=False, add_generation_prompt=True)
+                processor.apply_chat_template(prompt_messages(ex), tokenize=False, add_generation_prompt=True)
                 for ex in chunk
             ]
             images = [Image.fromarray(f) for ex in chunk for f in ex.frames]
@@ -51,12 +51,16 @@ def generate_answers(model, processor, examples: list[Example], batch_size: int 
     return outs
 
 
-def heldout_examples(n_per_kind: int, seed: int = HELDOUT_SEED) -> list[Example]:
+def heldout_examples(n_per_kind: int | dict[str, int], seed: int = HELDOUT_SEED) -> list[Example]:
+    """Held-out single-turn examples; ``n_per_kind`` is a count for every kind or a count per kind.
+    Kinds are drawn in a fixed order from one generator, QA first: the first n QA examples are the
+    same whatever the other counts."""
     rng = random.Random(seed)
+    counts = n_per_kind if isinstance(n_per_kind, dict) else dict.fromkeys(KINDS_OF_EXAMPLES, n_per_kind)
     out = []
     for kind in KINDS_OF_EXAMPLES:
         got = 0
-        while got < n_per_kind:
+        while got < counts.get(kind, 0):
             scene = generate_scene(seed + rng.randrange(1_000_000))
             ex = make_example(scene, kind, rng)
             if ex is not None:
@@ -74,7 +78,9 @@ def is_correct(ex: Example, output: str) -> bool:
     return normalize(output) == normalize(ex.answer)
 
 
-def offline_metrics(model, processor, n_per_kind: int = 100, seed: int = HELDOUT_SEED, out: Path | None = None) -> dict:
+def offline_metrics(
+    model, processor, n_per_kind: int | dict[str, int] = 100, seed: int = HELDOUT_SEED, out: Path | None = None
+) -> dict:
     examples = heldout_examples(n_per_kind, seed)
     outputs = generate_answers(model, processor, examples)
     by_kind: dict[str, list[bool]] = defaultdict(list)
@@ -94,8 +100,10 @@ def offline_metrics(model, processor, n_per_kind: int = 100, seed: int = HELDOUT
         "question_validity": acc.get("question"),
         "task_type_accuracy": acc.get("task_type"),
         "caption_accuracy": acc.get("caption"),
+        "inventory_accuracy": acc.get("inventory"),
         "qa_accuracy_by_task_type": {k: sum(v) / len(v) for k, v in sorted(by_type.items())},
         "n_per_kind": n_per_kind,
+        "n_by_kind": {k: len(v) for k, v in by_kind.items()},
         "heldout_seed": seed,
         "failures": failures,
     }

@@ -18,7 +18,7 @@ import torch
 from rich.console import Console
 
 from evostreaming.models.pocket.build import build_pocket
-from evostreaming.models.pocket.data import batch_examples, collate, encode_example
+from evostreaming.models.pocket.data import IGNORE, batch_examples, collate, encode_example
 from evostreaming.progress import job_progress
 from evostreaming.train.checkpoint import load_training_state, save_checkpoint
 
@@ -26,8 +26,9 @@ from evostreaming.train.checkpoint import load_training_state, save_checkpoint
 @dataclass
 class PocketTrainConfig:
     seed: int = 0
-    steps: int = 3500
+    steps: int = 5000
     batch_size: int = 16
+    micro_batch: int = 4  # examples per forward, grouped by length: less padding, same gradient
     lr: float = 1e-3
     warmup: int = 100
     min_lr_ratio: float = 0.05
@@ -46,6 +47,10 @@ def _schedule(cfg: PocketTrainConfig):
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return f
+
+
+def _n_targets(labels: torch.Tensor) -> int:
+    return int((labels[..., 1:] != IGNORE).sum())
 
 
 def train_pocket(
@@ -92,10 +97,16 @@ def train_pocket(
         for step in range(start, end):
             t0 = time.perf_counter()
             examples = batch_examples(cfg.seed, step, cfg.batch_size, cfg.n_scenes, cfg.perception_steps)
-            items = [encode_example(processor, ex) for ex in examples]
-            batch = {k: v.to(accelerator.device) for k, v in collate(items, pad_id).items()}
-            loss = model(**batch).loss
-            accelerator.backward(loss)
+            items = sorted((encode_example(processor, ex) for ex in examples), key=lambda x: x["input_ids"].shape[0])
+            n_total = sum(_n_targets(x["labels"]) for x in items)
+            loss = 0.0
+            for i in range(0, len(items), cfg.micro_batch):
+                chunk = collate(items[i : i + cfg.micro_batch], pad_id)
+                batch = {k: v.to(accelerator.device) for k, v in chunk.items()}
+                # the model's loss is a mean over this micro-batch's targets; reweight to the batch mean
+                part = model(**batch).loss * (_n_targets(batch["labels"]) / n_total)
+                accelerator.backward(part)
+                loss += part.detach()
             accelerator.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
