@@ -30,13 +30,14 @@ def main() -> None:
     from evostreaming.eval.protocol import run_protocol
     from evostreaming.eval.report import write_report
     from evostreaming.eval.schema import load_samples
-    from evostreaming.models.pocket.evaluate import offline_metrics
+    from evostreaming.models.pocket.evaluate import offline_metrics, perception_metrics
     from evostreaming.models.registry import load_model
     from evostreaming.stream.session import SessionConfig
     from evostreaming.world.bench import make_bench
 
     loaded = load_model(args.model, dtype="float32")
     offline = offline_metrics(loaded.model, loaded.processor, args.n_per_kind, out=args.work / "offline.json")
+    perception = perception_metrics(loaded.model, loaded.processor)
     bench = args.work / "bench"
     if not (bench / "samples.jsonl").exists():
         make_bench(args.bench_seed, args.bench_n, bench)
@@ -49,6 +50,7 @@ def main() -> None:
     out = {
         "model": args.model,
         "offline": {k: v for k, v in offline.items() if k != "failures"},
+        "perception": perception,
         "streaming": {k: summary[k] for k in ("overall", "regimes", "tasks")},
         "streaming_diagnostics": summary["diagnostics"],
         "bench": {"seed": args.bench_seed, "n": args.bench_n},

@@ -223,7 +223,7 @@ def test_a_lora_step_changes_the_silence_behaviour(tmp_path):
     tuned = PeftModel.from_pretrained(load_pocket()[0], out).merge_and_unload().eval()
     p_after, silent_after = _silence(tuned, processor, adapter, frames)
     assert silent_before == 0.0 and silent_after >= 0.8
-    assert p_after > 1000 * p_before
+    assert p_after > 100 * p_before  # the one-token marker: from ~1e-4 to ~1e-1
     # the vision tower is untouched by LoRA
     weights = load_file(str(out / "adapter_model.safetensors"))
     assert weights and not any("visual" in k for k in weights)

@@ -103,17 +103,17 @@ def heldout_metrics():
 
 @pytest.mark.slow
 def test_offline_skill_well_above_chance_on_a_small_heldout_set(heldout_metrics):
-    # What the released (v0) pocket model reliably does; chance is 25% for colors/places, 50% for yes/no.
+    # What the released (v2) pocket model reliably does; chance is 25% for colors/places, 50% for yes/no.
     m = heldout_metrics
     assert m["qa_accuracy_by_task_type"]["immediate visual"] >= 0.7
-    assert m["relevance_accuracy"] >= 0.75
+    assert m["relevance_accuracy"] >= 0.85  # balanced per question: the segment decides, not the question
     assert m["task_type_accuracy"] >= 0.5
     assert m["question_validity"] >= 0.5
 
 
 @pytest.mark.slow
 @pytest.mark.xfail(
-    reason="issue 4 targets not reached by the v0 pocket model (QA 56%, questions 71%): see docs/pocket-model.md",
+    reason="issue 4 targets not reached by the v2 pocket model (QA 61%, questions 61%): see docs/pocket-model.md",
     strict=False,
 )
 def test_offline_skill_meets_the_model_card_targets(heldout_metrics):

@@ -100,12 +100,15 @@ def make_example(
         qs = questions_for(scene)
         if not qs or n < 2:
             return None
+        # Balance yes/no *per question*: otherwise "yes" is mostly the always-relevant questions
+        # about the current state and "no" the questions about changes, and a model can score
+        # well by reading the question alone without looking at the segment.
+        key = rng.choice(sorted({x.template.key for x in qs}))
+        q = rng.choice([x for x in qs if x.template.key == key])
+        pos = [k for k in range(1, n) if relevant_at(scene, q, k * STEP_S)]
+        neg = [k for k in range(1, n) if not relevant_at(scene, q, k * STEP_S)]
         want = rng.random() < 0.5
-        for _ in range(20):
-            q = rng.choice(qs)
-            k = rng.randrange(1, n)
-            if relevant_at(scene, q, k * STEP_S) == want:
-                break
+        k = rng.choice((pos if want else neg) or pos or neg)
         rel = relevant_at(scene, q, k * STEP_S)
         ex = Example(
             "relevance",

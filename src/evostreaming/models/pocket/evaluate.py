@@ -111,3 +111,22 @@ def offline_metrics(
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=2))
     return result
+
+
+def perception_metrics(model, processor, n_frames: int = 150, seed: int = 2 * HELDOUT_SEED) -> dict:
+    """Single-frame perception on held-out scenes: the inventory of a frame, and one question
+    (color, place or count of a shape) about the same frame; accuracy per question."""
+    from evostreaming.models.pocket.data import perception_examples
+
+    rng = random.Random(seed)
+    examples = []
+    for i in range(n_frames):
+        ex = perception_examples(generate_scene(seed + i), rng, 1)[0]
+        prompt, answer = ex.follow_ups[0]
+        examples.append(Example("inventory", ex.frames, ex.prompt, ex.answer, "", {"q": "inventory"}))
+        examples.append(Example("qa", ex.frames, prompt, answer, "", {"q": " ".join(prompt.split()[:2])}))
+    outputs = generate_answers(model, processor, examples)
+    by_q: dict[str, list[bool]] = defaultdict(list)
+    for ex, o in zip(examples, outputs, strict=True):
+        by_q[ex.meta["q"]].append(is_correct(ex, o))
+    return {q: {"accuracy": sum(v) / len(v), "n": len(v)} for q, v in sorted(by_q.items())}
