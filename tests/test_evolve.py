@@ -258,3 +258,16 @@ def test_evolve_show_prints_a_timeline(tmp_path):
     res = CliRunner().invoke(app, ["evolve", "show", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert "green square appears" in res.output and "2s" in res.output
+
+
+def test_forward_questions_can_be_asked_at_the_first_step(tmp_path):
+    ctx = _ctx(tmp_path)
+    pool = world_pool(3, 4)
+    rel = [
+        {"video": v.id, "question": "tell me when a square appears.", "relevance": [0] * len(v.frames())} for v in pool
+    ]
+    first = {pool[0].id, pool[2].id}
+    rolls = stage_rollout(ctx, rel, {v.id: v for v in pool}, 10, "<silent>", ask_at_start=first)
+    by_video = {r["video"]: r for r in rolls}
+    assert all(by_video[v]["ask_step"] == 0 for v in first)
+    assert all(by_video[v]["steps"][0]["user_text"] == "tell me when a square appears." for v in first)

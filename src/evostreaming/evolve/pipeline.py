@@ -49,6 +49,9 @@ class EvolveConfig:
     server_url: str | None = None
     server_model: str | None = None
     server_concurrency: int = 16
+    # ask questions about videos of these task types at the first step (their evidence comes
+    # later, as in a "tell me when ..." request); empty = a random step for every question
+    ask_at_start_types: tuple[str, ...] = ()
 
     def backend(self, round_index: int, loaded) -> LocalBackend | OpenAIBackend:
         if self.server_url:
@@ -106,7 +109,8 @@ def run_round(
     (out / "pool_balanced.json").write_text(json.dumps([r["video"] for r in selected]))
     questions = stage_questions(ctx, selected, videos, cfg.questions_per_video, cfg.question_temperature)
     relevance = stage_relevance(ctx, questions, videos)
-    rollouts = stage_rollout(ctx, relevance, videos, cfg.n_samples, cfg.silence_marker, cfg.random_relevance)
+    at_start = {r["video"] for r in selected if r["task_type"] in cfg.ask_at_start_types}
+    rollouts = stage_rollout(ctx, relevance, videos, cfg.n_samples, cfg.silence_marker, cfg.random_relevance, at_start)
     train_file = stage_standardize(ctx, rollouts, cfg.system_prompt, cfg.silence_marker)
     # LoRA on the current model M(i) (base + merged previous adapters) -> M(i+1)
     loaded.model.train()

@@ -253,9 +253,12 @@ def stage_rollout(
     n_samples: int,
     silence_marker: str,
     random_relevance: bool = False,
+    ask_at_start: set[str] | None = None,
 ) -> list[dict]:
     """One trajectory per (video, question), at most ``n_samples``. With ``random_relevance`` the
-    model's relevance labels are replaced by random ones with the same rate (the ablation)."""
+    model's relevance labels are replaced by random ones with the same rate (the ablation).
+    Questions about videos listed in ``ask_at_start`` (e.g. of the forward task types, whose
+    evidence comes later) are asked at the first step instead of a random one."""
     path = ctx.out_dir / "rollouts.jsonl"
     rng = random.Random(ctx.seed)
     items = relevance[:n_samples]
@@ -263,6 +266,9 @@ def stage_rollout(
         rate = sum(sum(r["relevance"]) for r in items) / max(1, sum(len(r["relevance"]) for r in items))
         items = [{**r, "relevance": [int(rng.random() < rate) for _ in r["relevance"]]} for r in items]
     asks = {(r["video"], r["question"]): rng.randrange(0, max(1, len(r["relevance"]) - 2)) for r in items}
+    for key in asks:
+        if ask_at_start and key[0] in ask_at_start:
+            asks[key] = 0
     done_keys = {(r["video"], r["question"]) for r in read_jsonl(path)}
     todo = [r for r in items if (r["video"], r["question"]) not in done_keys]
     done = len(items) - len(todo)
