@@ -323,6 +323,7 @@ def evolve_run(
     """Run EvoStreaming rounds end to end (taxonomy, questions, relevance, roll-out, standardize, LoRA)."""
     from rich.progress import Progress
 
+    from evostreaming.evolve.backends import BackendError
     from evostreaming.evolve.pipeline import EvolveConfig, run_evolution
 
     pool = _pool(videos, world_seed, n_videos)
@@ -337,13 +338,10 @@ def evolve_run(
         server_model=server_model,
         server_concurrency=concurrency,
     )
-    if server and not server_model:
-        _fail("--server needs --server-model: the model name the server serves (see GET /v1/models)")
-    if server and rounds > 1 and "{round}" not in server_model:
-        _fail(
-            "--rounds > 1 with --server: round i must generate with M(i); serve one model (or LoRA module) per "
-            "round and name it with a {round} placeholder, e.g. --server-model 'evo-r{round}'"
-        )
+    try:
+        cfg.check()
+    except ValueError as exc:
+        _fail(str(exc))
     with Progress(console=err) as progress:
         tasks: dict[str, int] = {}
 
@@ -352,7 +350,10 @@ def evolve_run(
                 tasks[stage] = progress.add_task(stage, total=total)
             progress.update(tasks[stage], completed=done, total=total)
 
-        adapters = run_evolution(model, pool, output, cfg, err, report)
+        try:
+            adapters = run_evolution(model, pool, output, cfg, err, report)
+        except BackendError as exc:
+            _fail(f"{exc}. Finished items are kept in {output}; re-run the same command to resume.")
     for i, a in enumerate(adapters, start=1):
         console.print(f"round {i}: adapter {a}")
 
