@@ -224,9 +224,26 @@ def test_a_lora_step_changes_the_silence_behaviour(tmp_path):
     p_after, silent_after = _silence(tuned, processor, adapter, frames)
     assert silent_before == 0.0 and silent_after >= 0.8
     assert p_after > 100 * p_before  # the one-token marker: from ~1e-4 to ~1e-1
+    # of the output head, only the marker's row is trained (PEFT trainable tokens)
+    marker_id = processor.tokenizer.convert_tokens_to_ids("<silent>")
+    delta = (tuned.lm_head.weight - load_pocket()[0].lm_head.weight).abs().sum(dim=1)
+    assert delta.nonzero().flatten().tolist() == [marker_id]
     # the vision tower is untouched by LoRA
     weights = load_file(str(out / "adapter_model.safetensors"))
     assert weights and not any("visual" in k for k in weights)
+
+
+@pytest.mark.skipif(not pocket_available(), reason="pocket weights not committed yet")
+def test_marker_rows_are_trained_only_for_a_one_token_marker():
+    from evostreaming.models.pocket import load_pocket
+    from evostreaming.train.lora import marker_token_rows
+
+    model, processor = load_pocket()
+    marker_id = processor.tokenizer.convert_tokens_to_ids("<silent>")
+    # untied pocket: the input embedding row and the output head row
+    assert marker_token_rows(model, processor, "<silent>") == {"embed_tokens": [marker_id], "lm_head": [marker_id]}
+    # a marker written in ordinary words shares its rows with all other text: leave them alone
+    assert marker_token_rows(model, processor, "nothing changes") is None
 
 
 def test_encode_conversation_reports_bad_rows(tmp_path):

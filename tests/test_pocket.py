@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from evostreaming.models.pocket import WEIGHTS_DIR, pocket_available
 from evostreaming.models.pocket.train import PocketTrainConfig, train_pocket
 
-SMOKE = dict(steps=8, batch_size=4, warmup=1, lr=2e-3, checkpoint_every=4, log_every=1, n_scenes=50)
+SMOKE = dict(steps=8, batch_size=4, warmup=1, lr=2e-3, checkpoint_every=4, log_every=1, n_scenes=50, vision_steps=2)
 
 
 def test_training_smoke_loss_decreases(tmp_path):
@@ -32,6 +32,50 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     b = load_file(str(tmp_path / "resumed" / "final" / "model.safetensors"))
     assert a.keys() == b.keys()
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
+def test_frozen_vision_tower_stays_fixed_while_its_projector_trains(tmp_path):
+    from evostreaming.models.pocket.build import build_pocket
+
+    torch.manual_seed(0)
+    initial = {k: v.clone() for k, v in build_pocket(0).model.state_dict().items() if "visual" in k}
+    train_pocket(tmp_path, PocketTrainConfig(**{**SMOKE, "vision_steps": 0, "steps": 3}))
+    final = load_file(str(tmp_path / "final" / "model.safetensors"))
+    for name, before in initial.items():
+        after = final[name]
+        if "merger" in name:
+            continue
+        assert torch.equal(before, after), name
+    assert any(not torch.equal(initial[n], final[n]) for n in initial if "merger" in n and n.endswith("weight"))
+
+
+def test_quadrant_labels_name_what_each_token_shows():
+    from evostreaming.models.pocket.vision import quadrant_labels
+    from evostreaming.world.scene import Scene, ShapeState
+
+    scene = Scene(
+        seed=1,
+        task_type="immediate visual",
+        n_steps=2,
+        background="plain",
+        bg_level=90,
+        initial=[ShapeState("triangle", "blue", "top right"), ShapeState("circle", "red", "bottom right")],
+    )
+    # KINDS = circle, square, triangle (1-3, 0 = empty); COLORS = red, green, blue, yellow (1-4)
+    assert quadrant_labels(scene, 0.0) == [(0, 0, 0), (3, 3, 1), (0, 0, 2), (1, 1, 3)]
+
+
+@pytest.mark.slow
+def test_vision_pretraining_teaches_the_tower_which_shape_is_which():
+    from evostreaming.models.pocket.build import build_pocket
+    from evostreaming.models.pocket.vision import pretrain_vision, vision_probe
+
+    torch.manual_seed(0)
+    tm = build_pocket(0)
+    losses = pretrain_vision(tm.model, tm.processor, steps=60, batch_size=32)
+    assert sum(losses[-5:]) / 5 < 0.1 * sum(losses[:5]) / 5
+    probe = vision_probe(tm.model, tm.processor, n_frames=600)
+    assert probe["kind"] >= 0.95 and probe["color"] >= 0.95
 
 
 def test_labels_cover_every_answer_and_nothing_else():
@@ -103,7 +147,7 @@ def heldout_metrics():
 
 @pytest.mark.slow
 def test_offline_skill_well_above_chance_on_a_small_heldout_set(heldout_metrics):
-    # What the released (v2) pocket model reliably does; chance is 25% for colors/places, 50% for yes/no.
+    # What the released (v3) pocket model reliably does; chance is 25% for colors/places, 50% for yes/no.
     m = heldout_metrics
     assert m["qa_accuracy_by_task_type"]["immediate visual"] >= 0.7
     assert m["relevance_accuracy"] >= 0.85  # balanced per question: the segment decides, not the question
@@ -112,12 +156,28 @@ def test_offline_skill_well_above_chance_on_a_small_heldout_set(heldout_metrics)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="issue 4 targets not reached by the v2 pocket model (QA 61%, questions 61%): see docs/pocket-model.md",
-    strict=False,
-)
-def test_offline_skill_meets_the_model_card_targets(heldout_metrics):
+def test_offline_relevance_and_question_writing_meet_the_model_card_targets(heldout_metrics):
     m = heldout_metrics
-    assert m["qa_accuracy"] >= 0.85
     assert m["relevance_accuracy"] >= 0.85
     assert m["question_validity"] >= 0.90
+    assert m["inventory_accuracy"] >= 0.90  # v3's vision stage: every shape named with kind, color, place
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    reason="issue 4's QA target not reached by the v3 pocket model (QA 68% on the card's set): docs/pocket-model.md",
+    strict=False,
+)
+def test_offline_qa_meets_the_model_card_target(heldout_metrics):
+    assert heldout_metrics["qa_accuracy"] >= 0.85
+
+
+@needs_weights
+@pytest.mark.slow
+def test_committed_vision_tower_tells_shapes_apart():
+    from evostreaming.models.pocket import load_pocket
+    from evostreaming.models.pocket.vision import vision_probe
+
+    model, processor = load_pocket()
+    probe = vision_probe(model, processor, n_frames=600)
+    assert probe["kind"] >= 0.95 and probe["color"] >= 0.95

@@ -229,11 +229,21 @@ def world_train_pocket(
     batch_size: int = typer.Option(16),
     lr: float = typer.Option(1e-3),
     perception_steps: int = typer.Option(1000, help="grounding curriculum: single-frame perception questions first"),
+    vision_steps: int = typer.Option(150, help="stage 0: supervised vision-tower pretraining steps (0 skips)"),
+    freeze_vision: bool = typer.Option(True, help="freeze the pretrained vision tower (its mergers still train)"),
 ) -> None:
     """Train the pocket VideoLLM from scratch on ShapesWorld's offline supervision (CPU, resumable)."""
     from evostreaming.models.pocket.train import PocketTrainConfig, train_pocket
 
-    cfg = PocketTrainConfig(seed=seed, steps=steps, batch_size=batch_size, lr=lr, perception_steps=perception_steps)
+    cfg = PocketTrainConfig(
+        seed=seed,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        perception_steps=perception_steps,
+        vision_steps=vision_steps,
+        freeze_vision=freeze_vision,
+    )
     final = train_pocket(output, cfg, err)
     console.print(f"pocket model: {final}")
 
@@ -285,15 +295,24 @@ def _pool(videos: Path | None, world_seed: int | None, n_videos: int):
     return world_pool(world_seed, n_videos)
 
 
-def _lora_config(rank, alpha, lr, batch_size, epochs, silent_keep):
+def _lora_config(rank, alpha, lr, batch_size, epochs, silent_keep, marker_rows=True):
     from evostreaming.train.lora import LoraTrainConfig
 
     if not 0.0 < silent_keep <= 1.0:
         _fail(f"--silent-keep must be in (0, 1], got {silent_keep}")
-    return LoraTrainConfig(rank=rank, alpha=alpha, lr=lr, batch_size=batch_size, epochs=epochs, silent_keep=silent_keep)
+    return LoraTrainConfig(
+        rank=rank,
+        alpha=alpha,
+        lr=lr,
+        batch_size=batch_size,
+        epochs=epochs,
+        silent_keep=silent_keep,
+        train_marker_rows=marker_rows,
+    )
 
 
 SILENT_KEEP_HELP = "fraction of silent steps that carry loss (1 = every assistant turn, the paper's recipe)"
+MARKER_ROWS_HELP = "also train the embedding/output rows of a one-token silence marker (PEFT trainable tokens)"
 
 
 @evolve_app.command("run")
@@ -318,6 +337,7 @@ def evolve_run(
     batch_size: int = typer.Option(8),
     epochs: float = typer.Option(1.0),
     silent_keep: float = typer.Option(1.0, help=SILENT_KEEP_HELP),
+    marker_rows: bool = typer.Option(True, help=MARKER_ROWS_HELP),
     seed: int = typer.Option(0),
 ) -> None:
     """Run EvoStreaming rounds end to end (taxonomy, questions, relevance, roll-out, standardize, LoRA)."""
@@ -333,7 +353,7 @@ def evolve_run(
         questions_per_video=questions_per_video,
         seed=seed,
         random_relevance=random_relevance,
-        lora=_lora_config(rank, alpha, lr, batch_size, epochs, silent_keep),
+        lora=_lora_config(rank, alpha, lr, batch_size, epochs, silent_keep, marker_rows),
         server_url=server,
         server_model=server_model,
         server_concurrency=concurrency,
@@ -397,6 +417,7 @@ def train_lora_cmd(
     batch_size: int = typer.Option(8),
     epochs: float = typer.Option(1.0),
     silent_keep: float = typer.Option(1.0, help=SILENT_KEEP_HELP),
+    marker_rows: bool = typer.Option(True, help=MARKER_ROWS_HELP),
 ) -> None:
     """LoRA SFT (PEFT) on any trajectory file; loss on assistant turns only."""
     from evostreaming.train.lora import TrainDataError, train_lora
@@ -404,7 +425,8 @@ def train_lora_cmd(
     if not data.exists():
         _fail(f"{data}: no such file")
     try:
-        adapter = train_lora(model, data, output, _lora_config(rank, alpha, lr, batch_size, epochs, silent_keep), err)
+        cfg = _lora_config(rank, alpha, lr, batch_size, epochs, silent_keep, marker_rows)
+        adapter = train_lora(model, data, output, cfg, err)
     except TrainDataError as exc:
         _fail(str(exc))
     console.print(f"adapter: {adapter}")

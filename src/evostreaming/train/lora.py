@@ -43,6 +43,9 @@ class LoraTrainConfig:
     # fraction of silent steps that carry loss (the rest stay in context). 1.0 = the paper's
     # recipe (every assistant turn); lower values rebalance streams where silence dominates
     silent_keep: float = 1.0
+    # train the embedding and output rows of a single-token silence marker (PEFT trainable tokens),
+    # as for any newly added token: LoRA on the layers alone cannot make a never-emitted token likely
+    train_marker_rows: bool = True
 
 
 class TrainDataError(ValueError):
@@ -104,7 +107,22 @@ def encode_conversation(
     return inputs
 
 
-def lora_model(model, adapter, cfg: LoraTrainConfig):
+def marker_token_rows(model, processor, marker: str) -> dict[str, list[int]] | None:
+    """PEFT ``trainable_token_indices`` for a silence marker that is one token: its rows in the input
+    embedding and, if untied, in the output head. None for a multi-token marker (its pieces are
+    ordinary text the model already emits; their rows are shared with everything else)."""
+    ids = processor.tokenizer(marker, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        return None
+    names = {id(m): n for n, m in model.named_modules()}
+    rows = {names[id(model.get_input_embeddings())].split(".")[-1]: ids}
+    head = model.get_output_embeddings()
+    if head is not None and head.weight is not model.get_input_embeddings().weight:
+        rows[names[id(head)].split(".")[-1]] = ids
+    return rows
+
+
+def lora_model(model, adapter, cfg: LoraTrainConfig, token_rows: dict[str, list[int]] | None = None):
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
@@ -113,6 +131,7 @@ def lora_model(model, adapter, cfg: LoraTrainConfig):
         lora_dropout=cfg.dropout,
         target_modules=adapter.lora_target_regex,
         bias="none",
+        trainable_token_indices=token_rows if cfg.train_marker_rows else None,
     )
     return get_peft_model(model, config)
 
@@ -144,7 +163,7 @@ def train_lora(
     if (ckpt / "adapter_config.json").exists():
         model = PeftModel.from_pretrained(loaded.model, ckpt, is_trainable=True)
     else:
-        model = lora_model(loaded.model, adapter, cfg)
+        model = lora_model(loaded.model, adapter, cfg, marker_token_rows(loaded.model, processor, rows[0]["marker"]))
     order = list(range(len(rows)))
     random.Random(cfg.seed).shuffle(order)
     total_seqs = int(math.ceil(len(rows) * cfg.epochs))

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from evostreaming.models.pocket.build import build_pocket
 from evostreaming.models.pocket.data import IGNORE, batch_examples, collate, encode_example
+from evostreaming.models.pocket.vision import pretrain_vision
 from evostreaming.progress import job_progress
 from evostreaming.train.checkpoint import load_training_state, save_checkpoint
 
@@ -35,6 +36,8 @@ class PocketTrainConfig:
     weight_decay: float = 0.01
     n_scenes: int = 20_000  # training scenes are seeds [0, n_scenes); benchmarks use other seeds
     perception_steps: int = 1000  # grounding curriculum: single-frame perception questions first
+    vision_steps: int = 150  # stage 0: supervised vision pretraining (vision.py); 0 skips it
+    freeze_vision: bool = True  # keep the pretrained tower fixed; its mergers (the projector) still train
     checkpoint_every: int = 250
     log_every: int = 25
 
@@ -74,8 +77,17 @@ def train_pocket(
         from transformers import AutoModelForImageTextToText
 
         model = AutoModelForImageTextToText.from_pretrained(ckpt, dtype=torch.float32)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    elif cfg.vision_steps:
+        # a crash before the first checkpoint redoes this stage identically (seeded, ~15 s)
+        console.print(f"stage 0: pretraining the vision tower ({cfg.vision_steps} steps)")
+        losses = pretrain_vision(model, processor, cfg.vision_steps, seed=cfg.seed, n_scenes=cfg.n_scenes)
+        console.print(f"stage 0 done: loss {losses[0]:.3f} -> {losses[-1]:.4f}")
+    if cfg.freeze_vision:
+        for name, p in model.model.visual.named_parameters():
+            p.requires_grad = "merger" in name
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trainable if p.ndim >= 2]
+    no_decay = [p for n, p in trainable if p.ndim < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
     )
@@ -107,7 +119,7 @@ def train_pocket(
                 part = model(**batch).loss * (_n_targets(batch["labels"]) / n_total)
                 accelerator.backward(part)
                 loss += part.detach()
-            accelerator.clip_grad_norm_(model.parameters(), 1.0)
+            accelerator.clip_grad_norm_([p for _, p in trainable], 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
