@@ -100,3 +100,37 @@ def test_evolve_server_flags_are_checked_before_any_work(tmp_path):
     res = runner.invoke(app, base + ["--silent-keep", "0"])
     assert res.exit_code != 0 and "--silent-keep" in res.output
     assert not (tmp_path / "o").exists()
+
+
+def test_train_lora_trains_the_marker_rows_unless_told_not_to(tmp_path):
+    import pytest
+    from safetensors.torch import load_file
+
+    from evostreaming.models.pocket import pocket_available
+    from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT
+
+    if not pocket_available():
+        pytest.skip("pocket weights not committed yet")
+    row = {
+        "video": "world:5",
+        "fps": 0.5,
+        "system": DEFAULT_SYSTEM_PROMPT,
+        "marker": "<silent>",
+        "turns": [
+            {"user_text": "how many shapes are there now?", "reply": "2"},
+            {"user_text": None, "reply": "<silent>"},
+        ],
+    }
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps(row) + "\n")
+    keys = {}
+    for flag in ("--marker-rows", "--no-marker-rows"):
+        out = tmp_path / flag
+        args = ["train", "lora", "--model", "pocket", "--data", str(data), "--output", str(out), "--batch-size", "1"]
+        res = runner.invoke(app, args + [flag])
+        assert res.exit_code == 0, res.output
+        keys[flag] = [k for k in load_file(str(out / "adapter" / "adapter_model.safetensors")) if "lora_" not in k]
+    # PEFT stores one trainable-tokens delta per wrapped layer: the input embedding and the output head
+    layers = sorted(k.split(".token_adapter.")[0].rsplit(".", 1)[-1] for k in keys["--marker-rows"])
+    assert layers == ["embed_tokens", "lm_head"]
+    assert keys["--no-marker-rows"] == []
