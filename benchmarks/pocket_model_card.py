@@ -4,7 +4,8 @@
 
 1. offline metrics on held-out scenes (QA, relevance, question generation, task type, captions),
    single-frame perception, and a linear probe of the visual tokens (is the kind of a shape
-   decodable from what the language model reads?);
+   decodable from what the language model reads?), and the same QA questions asked in the
+   streaming format (one frame per user turn);
 2. RealStreamEval of the vanilla model on a held-out ShapesWorld benchmark, prompted as the paper
    prompts vanilla models (the default system prompt asks for the silence marker when there is
    nothing to say).
@@ -32,7 +33,7 @@ def main() -> None:
     from evostreaming.eval.protocol import run_protocol
     from evostreaming.eval.report import write_report
     from evostreaming.eval.schema import load_samples
-    from evostreaming.models.pocket.evaluate import offline_metrics, perception_metrics
+    from evostreaming.models.pocket.evaluate import offline_metrics, perception_metrics, streamed_qa_metrics
     from evostreaming.models.pocket.vision import vision_probe
     from evostreaming.models.registry import load_model
     from evostreaming.stream.session import SessionConfig
@@ -42,6 +43,7 @@ def main() -> None:
     offline = offline_metrics(loaded.model, loaded.processor, args.n_per_kind, out=args.work / "offline.json")
     perception = perception_metrics(loaded.model, loaded.processor)
     probe = vision_probe(loaded.model, loaded.processor)
+    streamed_qa = streamed_qa_metrics(loaded.model, loaded.processor)
     bench = args.work / "bench"
     if not (bench / "samples.jsonl").exists():
         make_bench(args.bench_seed, args.bench_n, bench)
@@ -56,6 +58,7 @@ def main() -> None:
         "offline": {k: v for k, v in offline.items() if k != "failures"},
         "perception": perception,
         "vision_probe": probe,
+        "streamed_qa": streamed_qa,
         "streaming": {k: summary[k] for k in ("overall", "regimes", "tasks")},
         "streaming_diagnostics": summary["diagnostics"],
         "bench": {"seed": args.bench_seed, "n": args.bench_n},

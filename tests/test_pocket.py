@@ -181,3 +181,16 @@ def test_committed_vision_tower_tells_shapes_apart():
     model, processor = load_pocket()
     probe = vision_probe(model, processor, n_frames=600)
     assert probe["kind"] >= 0.95 and probe["color"] >= 0.95
+
+
+@needs_weights
+@pytest.mark.slow
+def test_questions_asked_in_the_streaming_format_are_still_answered():
+    # one frame per user turn with silences in between: what the session shows the model
+    from evostreaming.models.pocket import load_pocket
+    from evostreaming.models.pocket.evaluate import streamed_qa_metrics
+
+    model, processor = load_pocket()
+    m = streamed_qa_metrics(model, processor, n=40, seed=20_000_000)
+    assert sum(v["n"] for v in m["by_task_type"].values()) == 40
+    assert m["by_task_type"]["immediate visual"]["streamed"] >= 0.6  # chance: 25% (colors, places)

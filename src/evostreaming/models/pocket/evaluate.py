@@ -130,3 +130,37 @@ def perception_metrics(model, processor, n_frames: int = 150, seed: int = 2 * HE
     for ex, o in zip(examples, outputs, strict=True):
         by_q[ex.meta["q"]].append(is_correct(ex, o))
     return {q: {"accuracy": sum(v) / len(v), "n": len(v)} for q, v in sorted(by_q.items())}
+
+
+@torch.no_grad()
+def streamed_qa_metrics(model, processor, n: int = 150, seed: int = HELDOUT_SEED, marker: str = "<silent>") -> dict:
+    """The held-out QA questions asked in the streaming format: one frame per user turn, the
+    silence marker teacher-forced as the reply to every frame but the last, the question with the
+    last frame, then a greedy answer (the marker banned as first token). Compared with the same
+    questions shown offline (all frames in one message), per task type."""
+    from evostreaming.stream.session import SessionConfig, StreamingSession
+
+    examples = heldout_examples({"qa": n}, seed)
+    offline = generate_answers(model, processor, examples)
+    by_type: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
+    for ex, off in zip(examples, offline, strict=True):
+        session = StreamingSession(model, processor, config=SessionConfig(max_new_tokens=16, silence_marker=marker))
+        for frame in ex.frames[:-1]:
+            session.push_frame(frame)
+            session.append_reply(marker)
+        session.push_frame(ex.frames[-1], ex.prompt)
+        ids = session.generate_reply(ban_marker_start=True)
+        streamed = processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        by_type[ex.task_type].append((is_correct(ex, off), is_correct(ex, streamed)))
+    everything = [r for rows in by_type.values() for r in rows]
+
+    def acc(rows, i):
+        return sum(r[i] for r in rows) / len(rows)
+
+    return {
+        "offline": acc(everything, 0),
+        "streamed": acc(everything, 1),
+        "by_task_type": {
+            k: {"n": len(v), "offline": acc(v, 0), "streamed": acc(v, 1)} for k, v in sorted(by_type.items())
+        },
+    }
