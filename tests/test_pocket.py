@@ -194,3 +194,42 @@ def test_questions_asked_in_the_streaming_format_are_still_answered():
     m = streamed_qa_metrics(model, processor, n=40, seed=20_000_000)
     assert sum(v["n"] for v in m["by_task_type"].values()) == 40
     assert m["by_task_type"]["immediate visual"]["streamed"] >= 0.6  # chance: 25% (colors, places)
+
+
+def test_frames_can_arrive_one_user_message_each_with_the_same_targets():
+    from evostreaming.models.pocket.build import build_pocket
+    from evostreaming.models.pocket.data import IGNORE, batch_examples, encode_example
+    from evostreaming.world.generator import generate_scene
+    from evostreaming.world.scene import render_frames
+    from evostreaming.world.supervision import Example
+
+    processor = build_pocket(0).processor
+    frames = [f for _, f in render_frames(generate_scene(4))][:3]
+    ex = Example("qa", frames, "how many shapes are there now?", "2", "immediate visual", {})
+    ex.follow_ups = [("what color is the circle now?", "red")]
+    together = encode_example(processor, ex)
+    ex.meta["frames_per_turn"] = True
+    apart = encode_example(processor, ex)
+    text = processor.tokenizer.decode(apart["input_ids"])
+    assert text.count("<|im_start|>user") == 3 + 1  # three frames, then the follow-up
+    assert processor.tokenizer.decode(together["input_ids"]).count("<|im_start|>user") == 1 + 1
+    assert torch.equal(apart["pixel_values"], together["pixel_values"])
+    targets = [processor.tokenizer.decode(e["labels"][e["labels"] != IGNORE]) for e in (together, apart)]
+    assert targets[0] == targets[1] == "2<|im_end|>red<|im_end|>"
+
+    # 0 leaves the released model's data untouched; a fraction flags only multi-frame examples
+    plain = batch_examples(0, 1500, 16, 20_000, 1000)
+    assert [(e.prompt, e.answer) for e in plain] == [
+        (e.prompt, e.answer) for e in batch_examples(0, 1500, 16, 20_000, 1000, 0.0)
+    ]
+    mixed = batch_examples(0, 1500, 16, 20_000, 1000, 1.0)
+    assert [(e.prompt, e.answer) for e in plain] == [(e.prompt, e.answer) for e in mixed]
+    assert all(e.meta.get("frames_per_turn") == (len(e.frames) > 1) for e in mixed)
+    assert not any(e.meta.get("frames_per_turn") for e in plain)
+
+
+def test_training_runs_with_frames_one_message_each(tmp_path):
+    cfg = PocketTrainConfig(**{**SMOKE, "steps": 2, "perception_steps": 0, "frames_per_turn": 1.0})
+    train_pocket(tmp_path, cfg)
+    assert (tmp_path / "final" / "model.safetensors").exists()
+    assert json.loads((tmp_path / "train_config.json").read_text())["frames_per_turn"] == 1.0

@@ -231,6 +231,9 @@ def world_train_pocket(
     perception_steps: int = typer.Option(1000, help="grounding curriculum: single-frame perception questions first"),
     vision_steps: int = typer.Option(150, help="stage 0: supervised vision-tower pretraining steps (0 skips)"),
     freeze_vision: bool = typer.Option(True, help="freeze the pretrained vision tower (its mergers still train)"),
+    frames_per_turn: float = typer.Option(
+        0.0, help="fraction of multi-frame examples shown one frame per user message (the layout of a stream)"
+    ),
 ) -> None:
     """Train the pocket VideoLLM from scratch on ShapesWorld's offline supervision (CPU, resumable)."""
     from evostreaming.models.pocket.train import PocketTrainConfig, train_pocket
@@ -243,6 +246,7 @@ def world_train_pocket(
         perception_steps=perception_steps,
         vision_steps=vision_steps,
         freeze_vision=freeze_vision,
+        frames_per_turn=frames_per_turn,
     )
     final = train_pocket(output, cfg, err)
     console.print(f"pocket model: {final}")

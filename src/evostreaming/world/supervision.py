@@ -148,8 +148,14 @@ def sample_examples(scene: Scene, rng: random.Random, n: int, turns: dict[str, i
 
 
 def prompt_messages(ex: Example, system: str | None = "You are a helpful assistant.") -> list[dict]:
-    """The first user turn (frames + prompt), ready for a generation prompt."""
+    """The first user turn (frames + prompt), ready for a generation prompt. With
+    ``ex.meta["frames_per_turn"]`` the frames arrive one user message each (the prompt with the
+    last), as a user sending pictures one at a time would: the layout a stream has."""
     msgs = [{"role": "system", "content": system}] if system else []
+    if ex.meta.get("frames_per_turn") and len(ex.frames) > 1:
+        msgs += [{"role": "user", "content": [{"type": "image"}]} for _ in ex.frames[:-1]]
+        msgs.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": ex.prompt}]})
+        return msgs
     content = [{"type": "image"} for _ in ex.frames] + [{"type": "text", "text": ex.prompt}]
     msgs.append({"role": "user", "content": content})
     return msgs

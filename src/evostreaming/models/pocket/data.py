@@ -92,16 +92,24 @@ def perception_examples(scene, rng: random.Random, n: int) -> list[Example]:
     return out
 
 
-def batch_examples(seed: int, step: int, batch_size: int, n_scenes: int, perception_steps: int = 0) -> list[Example]:
+def batch_examples(
+    seed: int, step: int, batch_size: int, n_scenes: int, perception_steps: int = 0, frames_per_turn: float = 0.0
+) -> list[Example]:
     """The examples of training step ``step``: a pure function of (seed, step), so resuming after a
     crash continues with exactly the data the uninterrupted run would have seen. During the first
     ``perception_steps`` steps, only single-frame perception questions (a grounding curriculum:
     otherwise a model trained from scratch can settle on the answers' text priors and ignore the
-    frames)."""
+    frames). A ``frames_per_turn`` fraction of the multi-frame examples show their frames one user
+    message each (``prompt_messages``), drawn from a separate generator so that 0 reproduces the
+    released model's data exactly."""
     rng = random.Random(seed * 1_000_003 + step)
     out: list[Example] = []
     while len(out) < batch_size:
         scene = generate_scene(rng.randrange(n_scenes))
         n = min(2, batch_size - len(out))
         out.extend(perception_examples(scene, rng, n) if step < perception_steps else sample_examples(scene, rng, n))
+    if frames_per_turn and step >= perception_steps:
+        layout = random.Random(seed * 1_000_003 + step + 7_777_777)
+        for ex in out:
+            ex.meta["frames_per_turn"] = len(ex.frames) > 1 and layout.random() < frames_per_turn
     return out

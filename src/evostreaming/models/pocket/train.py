@@ -38,6 +38,7 @@ class PocketTrainConfig:
     perception_steps: int = 1000  # grounding curriculum: single-frame perception questions first
     vision_steps: int = 150  # stage 0: supervised vision pretraining (vision.py); 0 skips it
     freeze_vision: bool = True  # keep the pretrained tower fixed; its mergers (the projector) still train
+    frames_per_turn: float = 0.0  # fraction of multi-frame examples shown one frame per user message
     checkpoint_every: int = 250
     log_every: int = 25
 
@@ -108,7 +109,9 @@ def train_pocket(
         task = progress.add_task("train", total=cfg.steps, completed=start, status="")
         for step in range(start, end):
             t0 = time.perf_counter()
-            examples = batch_examples(cfg.seed, step, cfg.batch_size, cfg.n_scenes, cfg.perception_steps)
+            examples = batch_examples(
+                cfg.seed, step, cfg.batch_size, cfg.n_scenes, cfg.perception_steps, cfg.frames_per_turn
+            )
             items = sorted((encode_example(processor, ex) for ex in examples), key=lambda x: x["input_ids"].shape[0])
             n_total = sum(_n_targets(x["labels"]) for x in items)
             loss = 0.0
