@@ -134,3 +134,12 @@ def test_train_lora_trains_the_marker_rows_unless_told_not_to(tmp_path):
     layers = sorted(k.split(".token_adapter.")[0].rsplit(".", 1)[-1] for k in keys["--marker-rows"])
     assert layers == ["embed_tokens", "lm_head"]
     assert keys["--no-marker-rows"] == []
+
+
+def test_train_pocket_rejects_bad_fractions_before_any_work(tmp_path):
+    out = tmp_path / "pocket"
+    res = runner.invoke(app, ["world", "train-pocket", "--output", str(out), "--frames-per-turn", "1.5"])
+    assert res.exit_code != 0 and "--frames-per-turn" in res.output
+    res = runner.invoke(app, ["world", "train-pocket", "--output", str(out), "--vision-steps", "-1"])
+    assert res.exit_code != 0 and "--vision-steps" in res.output
+    assert not out.exists()

@@ -238,6 +238,10 @@ def world_train_pocket(
     """Train the pocket VideoLLM from scratch on ShapesWorld's offline supervision (CPU, resumable)."""
     from evostreaming.models.pocket.train import PocketTrainConfig, train_pocket
 
+    if not 0.0 <= frames_per_turn <= 1.0:
+        _fail(f"--frames-per-turn is a fraction of examples, between 0 and 1; got {frames_per_turn}")
+    if vision_steps < 0:
+        _fail(f"--vision-steps must be 0 (skip stage 0) or more; got {vision_steps}")
     cfg = PocketTrainConfig(
         seed=seed,
         steps=steps,

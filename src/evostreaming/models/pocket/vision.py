@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from evostreaming.world.generator import generate_scene
-from evostreaming.world.scene import COLORS, KINDS, QUADRANTS, render_frames
+from evostreaming.world.scene import COLORS, KINDS, QUADRANTS, STEP_S, render_state
 
 N_TARGETS = (1 + len(KINDS), 1 + len(COLORS), len(QUADRANTS))  # kind or none, color or none, quadrant
 _COLOR_NAMES = list(COLORS)
@@ -41,9 +41,8 @@ def frame_batch(processor, rng: random.Random, n: int, seeds: range):
     images, labels = [], []
     for _ in range(n):
         scene = generate_scene(rng.choice(seeds))
-        frames = render_frames(scene)
-        t, frame = frames[rng.randrange(len(frames))]
-        images.append(Image.fromarray(frame))
+        t = STEP_S * rng.randrange(scene.n_steps)  # render only the frame we use
+        images.append(Image.fromarray(render_state(scene, scene.state_at(t))))
         labels += quadrant_labels(scene, t)
     enc = processor.image_processor(images=images, return_tensors="pt")
     return enc["pixel_values"], enc["image_grid_thw"], torch.tensor(labels)
