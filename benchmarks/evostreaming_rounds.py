@@ -32,7 +32,7 @@ def main() -> None:
     from rich.console import Console
 
     from evostreaming.evolve.demo import DemoConfig, evaluate_streaming, offline, run_main_job
-    from evostreaming.evolve.pipeline import EvolveConfig, run_evolution
+    from evostreaming.evolve.pipeline import run_evolution
     from evostreaming.evolve.pool import world_pool
 
     console = Console(stderr=True)
@@ -44,14 +44,7 @@ def main() -> None:
     bench = args.work / "bench"
     pool = world_pool(cfg.world_seed, cfg.pool_videos)
 
-    def evo(rounds: int, random_relevance: bool = False) -> EvolveConfig:
-        return EvolveConfig(
-            n_samples=cfg.n_samples,
-            rounds=rounds,
-            seed=cfg.world_seed,
-            random_relevance=random_relevance,
-            lora=cfg.lora(),
-        )
+    evo = cfg.evolve
 
     variants = {
         "vanilla": main_job["vanilla"],

@@ -288,3 +288,91 @@ def test_forward_questions_can_be_asked_at_the_first_step(tmp_path):
     by_video = {r["video"]: r for r in rolls}
     assert all(by_video[v]["ask_step"] == 0 for v in first)
     assert all(by_video[v]["steps"][0]["user_text"] == "tell me when a square appears." for v in first)
+
+
+def _rollout(video: str, question: str, replies: list[str], ask: int = 0) -> dict:
+    return {
+        "video": video,
+        "question": question,
+        "ask_step": ask,
+        "steps": [{"step": k, "user_text": question if k == ask else None, "reply": r} for k, r in enumerate(replies)],
+    }
+
+
+def test_standardize_adds_self_replay_rows_from_the_models_own_answers(tmp_path):
+    ctx = _ctx(tmp_path)
+    q = "tell me each change as it happens."
+    rolls = [
+        _rollout("world:1", q, ["<silent>", "<silent>", "circle turns red", "<silent>"]),
+        _rollout("world:2", q, ["<silent>", "square moves to top left", "<silent>", "square disappears"]),
+        _rollout("world:3", q, ["<silent>"] * 4),  # no answer: nothing to replay
+        _rollout("world:4", q, ["<silent>", "<silent>", "<silent>", "triangle appears"]),
+    ]
+    # replay 0 (the paper's recipe): streaming conversations only
+    path = stage_standardize(ctx, rolls, DEFAULT_SYSTEM_PROMPT, "<silent>")
+    assert all("layout" not in json.loads(line) for line in path.read_text().splitlines())
+    path = stage_standardize(ctx, rolls, DEFAULT_SYSTEM_PROMPT, "<silent>", replay=1.0)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    stream, offline = rows[:4], rows[4:]
+    assert all("layout" not in r for r in stream)
+    # at most one per trajectory with an answer: 3 of the 4 have one
+    assert len(offline) == 3 and {r["video"] for r in offline} == {"world:1", "world:2", "world:4"}
+    answers = {("world:1", 3): "circle turns red", ("world:2", 2): "square moves to top left"}
+    answers |= {("world:2", 4): "square disappears", ("world:4", 4): "triangle appears"}
+    for r in offline:
+        assert r["layout"] == "offline" and len(r["turns"]) == 1
+        # the answer the model gave at step k, from frames 0..k, under the generation system prompt
+        assert answers[(r["video"], r["frames"])] == r["turns"][0]["reply"]
+        assert r["turns"][0]["user_text"] == q and r["system"] == ctx.backend.system
+        assert r["model"] == "tiny:qwen2_5_vl" and r["round"] == 1
+    assert json.loads((tmp_path / "stage_report.json").read_text())["standardize"] == {
+        "conversations": 4,
+        "replay": 3,
+        **ctx.stamp(),
+    }
+    half = stage_standardize(ctx, rolls, DEFAULT_SYSTEM_PROMPT, "<silent>", replay=0.5)
+    assert sum("layout" in json.loads(line) for line in half.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "smolvlm", "internvl"])
+def test_replay_rows_are_the_tokens_of_an_offline_question(family):
+    # a replay row must be trained in the layout the model answered it in: the chat template's
+    # rendering of one user message with the frames and the question
+    from evostreaming.models.adapters import adapter_for
+
+    tm = tiny(family)
+    frames = PoolVideo("world:123").frames()[:3]
+    row = {
+        "video": "world:123",
+        "fps": 0.5,
+        "layout": "offline",
+        "frames": 3,
+        "system": "You are a helpful assistant.",
+        "marker": "<silent>",
+        "turns": [{"user_text": "what color is the circle now?", "reply": "red"}],
+    }
+    enc = encode_conversation(row, adapter_for(tm.model), tm.processor, tm.model)
+    question = [{"type": "text", "text": "what color is the circle now?"}]
+    msgs = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": [{"type": "image"}] * 3 + question},
+    ]
+    prompt = tm.processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    expected = tm.processor(text=[prompt], images=frames, return_tensors="pt")["input_ids"][0]
+    ids = enc["input_ids"][0]
+    assert torch.equal(ids[: len(expected)], expected)
+    trained = tm.processor.tokenizer.decode(ids[enc["labels"][0] != -100])
+    assert trained.strip().startswith("red") and (enc["labels"][0][: len(expected)] == -100).all()
+
+
+def test_bad_offline_rows_are_reported(tmp_path):
+    from evostreaming.train.lora import TrainDataError, load_conversations
+
+    row = {"video": "world:1", "system": "s", "marker": "<silent>", "layout": "offline", "turns": [{"reply": "x"}]}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({**row, "layout": "stream"}) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(TrainDataError, match="bad.jsonl:2: an offline row needs 'frames'"):
+        load_conversations(bad)
+    bad.write_text(json.dumps({**row, "layout": "video"}) + "\n")
+    with pytest.raises(TrainDataError, match="bad.jsonl:1: layout 'video'"):
+        load_conversations(bad)

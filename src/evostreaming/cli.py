@@ -346,6 +346,13 @@ def evolve_run(
     epochs: float = typer.Option(1.0),
     silent_keep: float = typer.Option(1.0, help=SILENT_KEEP_HELP),
     marker_rows: bool = typer.Option(True, help=MARKER_ROWS_HELP),
+    ask_at_start: list[str] = typer.Option(
+        [],
+        help="a task type whose questions are asked at the first step (their evidence comes later); repeatable",
+    ),
+    replay: float = typer.Option(
+        0.0, help="self-replay: add this fraction (x trajectories) of the model's own offline answers to training"
+    ),
     seed: int = typer.Option(0),
 ) -> None:
     """Run EvoStreaming rounds end to end (taxonomy, questions, relevance, roll-out, standardize, LoRA)."""
@@ -365,6 +372,8 @@ def evolve_run(
         server_url=server,
         server_model=server_model,
         server_concurrency=concurrency,
+        ask_at_start_types=tuple(ask_at_start),
+        replay=replay,
     )
     try:
         cfg.check()
@@ -403,6 +412,11 @@ def evolve_show(
     if not 0 <= index < len(rows):
         _fail(f"{file}: has {len(rows)} trajectories; --index must be in [0, {len(rows) - 1}]")
     row = rows[index]
+    if row.get("layout") == "offline":
+        turn = row["turns"][0]
+        console.print(f"{row['video']}: offline replay, frames 0..{row['frames'] - 1} in one message")
+        console.print(f"  user: {turn['user_text']}\n  assistant: {turn['reply']}")
+        return
     steps = row.get("steps") or [{"step": k, **t} for k, t in enumerate(row["turns"])]
     fps = row.get("fps", 0.5)
     table = Table(title=f"{row['video']}  ({row.get('question', '')})")

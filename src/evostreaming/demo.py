@@ -31,7 +31,7 @@ def run_demo(output: Path, *, quick: bool = False, console: Console | None = Non
         from evostreaming.evolve.demo import DemoConfig, run_main_job
 
         cfg = DemoConfig.quick() if quick else DemoConfig()
-        console.print("EvoStreaming main job on the pocket model" + (" (quick)" if quick else " (~5 min on 2 cores)"))
+        console.print("EvoStreaming main job on the pocket model" + (" (quick)" if quick else " (~15 min on 2 cores)"))
         run_main_job(output, cfg, console)
         return output / "report.md"
     return _tiny_demo(output, quick=quick, console=console)

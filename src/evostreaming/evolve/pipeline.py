@@ -52,9 +52,18 @@ class EvolveConfig:
     # ask questions about videos of these task types at the first step (their evidence comes
     # later, as in a "tell me when ..." request); empty = a random step for every question
     ask_at_start_types: tuple[str, ...] = ()
+    # self-replay: add this fraction (x trajectories) of the model's own offline roll-out answers
+    # to the training file, so the adapter keeps offline behaviour (0 = the paper's recipe)
+    replay: float = 0.0
 
     def check(self) -> None:
         """Raise ValueError (with the fix) for settings that cannot work, before any work is done."""
+        if not 0.0 <= self.replay <= 1.0:
+            raise ValueError(f"--replay must be in [0, 1] (a fraction of the trajectories), got {self.replay}")
+        known = load_prompts(self.prompts_path).task_types
+        for tt in self.ask_at_start_types:
+            if tt not in known:
+                raise ValueError(f"--ask-at-start {tt!r} is not a task type; use one of: {', '.join(known)}")
         if self.server_url and not self.server_model:
             raise ValueError("--server needs --server-model: the model name the server serves (see GET /v1/models)")
         if self.server_url and self.rounds > 1 and "{round}" not in self.server_model:
@@ -122,7 +131,7 @@ def run_round(
     relevance = stage_relevance(ctx, questions, videos)
     at_start = {r["video"] for r in selected if r["task_type"] in cfg.ask_at_start_types}
     rollouts = stage_rollout(ctx, relevance, videos, cfg.n_samples, cfg.silence_marker, cfg.random_relevance, at_start)
-    train_file = stage_standardize(ctx, rollouts, cfg.system_prompt, cfg.silence_marker)
+    train_file = stage_standardize(ctx, rollouts, cfg.system_prompt, cfg.silence_marker, replay=cfg.replay)
     # LoRA on the current model M(i) (base + merged previous adapters) -> M(i+1)
     loaded.model.train()
     return train_lora(name, train_file, out, cfg.lora, console=console, loaded=loaded)

@@ -329,11 +329,48 @@ def stage_rollout(
 
 
 # -- 5. standardization ------------------------------------------------------------------------
+def replay_rows(
+    ctx: StageContext, rollouts: list[dict], fraction: float, system_prompt: str | None, marker: str, fps: float
+) -> list[dict]:
+    """Self-replay: offline exchanges the model itself produced during the roll-out. A roll-out
+    answer at step k was generated offline (frames 0..k and the question in one message, the
+    backend's system prompt); replaying some of them keeps the adapter from changing how the model
+    answers outside a stream. At most ``fraction`` x trajectories, one per trajectory that has a
+    response, at a random one of its responses (seeded)."""
+    rng = random.Random(ctx.seed + 7)
+    with_answer = [r for r in rollouts if any(s["reply"] != marker for s in r["steps"])]
+    picked = rng.sample(with_answer, min(len(with_answer), round(fraction * len(rollouts))))
+    rows = []
+    for r in picked:
+        step = rng.choice([s for s in r["steps"] if s["reply"] != marker])
+        rows.append(
+            {
+                "video": r["video"],
+                "question": r["question"],
+                "fps": fps,
+                "layout": "offline",
+                "frames": step["step"] + 1,
+                "system": system_prompt,
+                "marker": marker,
+                "turns": [{"user_text": ctx.prompts.answer.format(question=r["question"]), "reply": step["reply"]}],
+                **ctx.stamp(),
+            }
+        )
+    return rows
+
+
 def stage_standardize(
-    ctx: StageContext, rollouts: list[dict], system_prompt: str, silence_marker: str, fps: float = 0.5
+    ctx: StageContext,
+    rollouts: list[dict],
+    system_prompt: str,
+    silence_marker: str,
+    fps: float = 0.5,
+    replay: float = 0.0,
 ) -> Path:
-    """Write the training file: one streaming conversation per line, in the session's format."""
+    """Write the training file: one streaming conversation per line, in the session's format, then
+    (with ``replay`` > 0) the self-replay rows of ``replay_rows``."""
     path = ctx.out_dir / "train.jsonl"
+    replayed = replay_rows(ctx, rollouts, replay, ctx.backend.system, silence_marker, fps)
     with open(path, "w", encoding="utf-8") as f:
         for r in rollouts:
             f.write(
@@ -350,5 +387,7 @@ def stage_standardize(
                 )
                 + "\n"
             )
-    _report(ctx, "standardize", {"conversations": len(rollouts)})
+        for row in replayed:
+            f.write(json.dumps(row) + "\n")
+    _report(ctx, "standardize", {"conversations": len(rollouts), "replay": len(replayed)})
     return path

@@ -28,40 +28,69 @@ class Turn:
     trained: bool = True  # False: the reply is context only (no loss on it)
 
 
+class _Builder:
+    """Accumulates adapter segments into ids, labels and image tensors."""
+
+    def __init__(self, adapter: FamilyAdapter, processor):
+        self.adapter, self.processor = adapter, processor
+        self.ids: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+        self.mm: list[dict] = []
+
+    def add(self, text: str, image=None, train: bool = False) -> None:
+        if image is not None and not isinstance(image, Image.Image):
+            image = Image.fromarray(np.asarray(image, np.uint8))
+        seg = self.adapter.encode(self.processor, text, image)
+        self.ids.append(seg.input_ids)
+        self.labels.append(seg.input_ids.clone() if train else torch.full_like(seg.input_ids, IGNORE))
+        if seg.mm_kwargs:
+            self.mm.append(seg.mm_kwargs)
+
+    def build(self) -> dict[str, torch.Tensor]:
+        input_ids = torch.cat(self.ids)
+        out = {"input_ids": input_ids, "labels": torch.cat(self.labels), **self.adapter.merge_mm(self.mm)}
+        # the newline after the turn-end token is formatting; like offline SFT, predict only the end token
+        close = self.adapter.encode(self.processor, self.adapter.assistant_close()).input_ids
+        if close.numel() > 1:
+            lab = out["labels"]
+            n = close.numel()
+            for end in range(len(lab), 0, -1):
+                if end >= n and torch.equal(input_ids[end - n : end], close) and lab[end - 1] != IGNORE:
+                    lab[end - n + 1 : end] = IGNORE
+        return out
+
+
 def render_conversation(
     adapter: FamilyAdapter, processor, system_prompt: str, turns: list[Turn], silence_marker: str
 ) -> dict[str, torch.Tensor]:
     prompt = system_prompt.replace("{marker}", silence_marker)
-    ids: list[torch.Tensor] = []
-    labels: list[torch.Tensor] = []
-    mm: list[dict] = []
-
-    def add(text: str, image=None, train: bool = False):
-        seg = adapter.encode(processor, text, image)
-        ids.append(seg.input_ids)
-        labels.append(seg.input_ids.clone() if train else torch.full_like(seg.input_ids, IGNORE))
-        if seg.mm_kwargs:
-            mm.append(seg.mm_kwargs)
-
+    b = _Builder(adapter, processor)
     if prompt:
-        add(adapter.system(prompt))
+        b.add(adapter.system(prompt))
     for turn in turns:
-        image = turn.frame if isinstance(turn.frame, Image.Image) else Image.fromarray(np.asarray(turn.frame, np.uint8))
-        add(adapter.user_open())
-        add(adapter.frame(), image)
+        b.add(adapter.user_open())
+        b.add(adapter.frame(), turn.frame)
         if turn.user_text:
-            add(adapter.user_text(turn.user_text))
-        add(adapter.assistant_open())
-        add(adapter.reply_text(turn.reply), train=turn.trained)
-        add(adapter.assistant_close(), train=turn.trained)
-    input_ids = torch.cat(ids)
-    out = {"input_ids": input_ids, "labels": torch.cat(labels), **adapter.merge_mm(mm)}
-    # the newline after the turn-end token is formatting; like offline SFT, predict only the end token
-    close = adapter.encode(processor, adapter.assistant_close()).input_ids
-    if close.numel() > 1:
-        lab = out["labels"]
-        n = close.numel()
-        for end in range(len(lab), 0, -1):
-            if end >= n and torch.equal(input_ids[end - n : end], close) and lab[end - 1] != IGNORE:
-                lab[end - n + 1 : end] = IGNORE
-    return out
+            b.add(adapter.user_text(turn.user_text))
+        b.add(adapter.assistant_open())
+        b.add(adapter.reply_text(turn.reply), train=turn.trained)
+        b.add(adapter.assistant_close(), train=turn.trained)
+    return b.build()
+
+
+def render_offline(
+    adapter: FamilyAdapter, processor, system_prompt: str | None, frames: list, user_text: str, reply: str
+) -> dict[str, torch.Tensor]:
+    """An offline exchange: all ``frames`` and the question in one user message, then the reply
+    (the chat template's layout for a multi-image question; loss on the reply only)."""
+    b = _Builder(adapter, processor)
+    if system_prompt:
+        b.add(adapter.system(system_prompt))
+    b.add(adapter.user_open())
+    for frame in frames:
+        b.add(adapter.frame(), frame)
+    b.add(adapter.user_text(user_text))
+    b.add(adapter.assistant_open())
+    b.add(adapter.reply_text(reply), train=True)
+    b.add(adapter.assistant_close(), train=True)
+    return b.build()

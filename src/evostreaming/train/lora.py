@@ -3,10 +3,13 @@
 Defaults follow the paper: rank 8, alpha 32, all linear layers of the language model, vision
 tower frozen, lr 1e-4, batch 8, one epoch; the loss covers assistant turns only (silence markers
 and responses). Each conversation is rendered by ``render_conversation``: the same tokens the
-streaming session feeds at inference. Sequences go one at a time and their gradients are summed
-over the batch (no cross-family padding logic); ``accelerate launch`` spreads them over GPUs
-(see configs/accelerate/). Resumable: adapter + optimizer + step every ``checkpoint_every``
-optimizer steps, and the data order is a function of the seed.
+streaming session feeds at inference. Rows with ``"layout": "offline"`` (the self-replay of
+EvoStreaming, see ``stage_standardize``) are one offline exchange instead: the first ``frames``
+frames and the question in one user message, the model's own answer as the target. Sequences
+go one at a time and their gradients are summed over the batch (no cross-family padding logic);
+``accelerate launch`` spreads them over GPUs (see configs/accelerate/). Resumable: adapter +
+optimizer + step every ``checkpoint_every`` optimizer steps, and the data order is a function
+of the seed.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from rich.console import Console
 
 from evostreaming.evolve.pool import PoolVideo
 from evostreaming.progress import job_progress
-from evostreaming.stream.conversation import Turn, render_conversation
+from evostreaming.stream.conversation import Turn, render_conversation, render_offline
 from evostreaming.train.checkpoint import load_training_state, save_checkpoint
 
 
@@ -64,6 +67,15 @@ def load_conversations(path: Path) -> list[dict]:
         for key in ("video", "turns", "system", "marker"):
             if key not in row:
                 raise TrainDataError(f"{path}:{i}: field '{key}' is missing (see docs/evostreaming.md, training file)")
+        layout = row.get("layout", "stream")
+        if layout not in ("stream", "offline"):
+            raise TrainDataError(f"{path}:{i}: layout {layout!r} is not 'stream' or 'offline'")
+        if layout == "offline" and (
+            len(row["turns"]) != 1 or not isinstance(row.get("frames"), int) or row["frames"] < 1
+        ):
+            raise TrainDataError(
+                f"{path}:{i}: an offline row needs 'frames' (how many leading frames, >= 1) and exactly one turn"
+            )
         rows.append(row)
     if not rows:
         raise TrainDataError(f"{path}: no conversations")
@@ -95,16 +107,28 @@ def encode_conversation(
     if video.id not in cache:
         cache[video.id] = video.frames(max_pixels)
     frames = cache[video.id]
-    if len(frames) < len(row["turns"]):
-        raise TrainDataError(f"{video.id}: {len(frames)} frames for {len(row['turns'])} turns")
-    keep = trained_turns(row, silent_keep, seed)
-    turns = [Turn(frames[k], t.get("user_text"), t["reply"], keep[k]) for k, t in enumerate(row["turns"])]
-    enc = render_conversation(adapter, processor, row["system"], turns, row["marker"])
+    if row.get("layout") == "offline":
+        if len(frames) < row["frames"]:
+            raise TrainDataError(f"{video.id}: {len(frames)} frames, the offline row needs {row['frames']}")
+        turn = row["turns"][0]
+        first = frames[: row["frames"]]
+        enc = render_offline(adapter, processor, row["system"], first, turn["user_text"], turn["reply"])
+    else:
+        enc = _stream_encoding(row, frames, adapter, processor, silent_keep, seed)
     inputs = adapter.offline_inputs(
         model, enc["input_ids"], {k: v for k, v in enc.items() if k not in ("input_ids", "labels")}
     )
     inputs["labels"] = enc["labels"].unsqueeze(0)
     return inputs
+
+
+def _stream_encoding(row: dict, frames: list, adapter, processor, silent_keep: float, seed: int) -> dict:
+    video = row["video"]
+    if len(frames) < len(row["turns"]):
+        raise TrainDataError(f"{video}: {len(frames)} frames for {len(row['turns'])} turns")
+    keep = trained_turns(row, silent_keep, seed)
+    turns = [Turn(frames[k], t.get("user_text"), t["reply"], keep[k]) for k, t in enumerate(row["turns"])]
+    return render_conversation(adapter, processor, row["system"], turns, row["marker"])
 
 
 def marker_token_rows(model, processor, marker: str) -> dict[str, list[int]] | None:

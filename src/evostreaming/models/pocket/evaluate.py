@@ -22,7 +22,7 @@ from PIL import Image
 
 from evostreaming.eval.judges import normalize
 from evostreaming.world.generator import generate_scene
-from evostreaming.world.language import is_valid_question
+from evostreaming.world.language import BY_KEY, is_valid_question
 from evostreaming.world.supervision import KINDS_OF_EXAMPLES, Example, make_example, prompt_messages
 
 HELDOUT_SEED = 10_000_000
@@ -85,12 +85,14 @@ def offline_metrics(
     outputs = generate_answers(model, processor, examples)
     by_kind: dict[str, list[bool]] = defaultdict(list)
     by_type: dict[str, list[bool]] = defaultdict(list)
+    by_form: dict[str, list[bool]] = defaultdict(list)
     failures = []
     for ex, o in zip(examples, outputs, strict=True):
         ok = is_correct(ex, o)
         by_kind[ex.kind].append(ok)
         if ex.kind == "qa":
             by_type[ex.task_type].append(ok)
+            by_form["stream request" if BY_KEY[ex.meta["key"]].streaming else "question"].append(ok)
         if not ok and len(failures) < 30:
             failures.append({"kind": ex.kind, "prompt": ex.prompt, "gold": ex.answer, "output": o})
     acc = {k: sum(v) / len(v) for k, v in by_kind.items()}
@@ -102,6 +104,10 @@ def offline_metrics(
         "caption_accuracy": acc.get("caption"),
         "inventory_accuracy": acc.get("inventory"),
         "qa_accuracy_by_task_type": {k: sum(v) / len(v) for k, v in sorted(by_type.items())},
+        # "tell me when ..." requests asked about a finished clip, apart from ordinary questions:
+        # a streaming assistant may rightly answer such a request with the silence marker
+        "qa_accuracy_by_form": {k: sum(v) / len(v) for k, v in sorted(by_form.items())},
+        "n_qa_by_form": {k: len(v) for k, v in sorted(by_form.items())},
         "n_per_kind": n_per_kind,
         "n_by_kind": {k: len(v) for k, v in by_kind.items()},
         "heldout_seed": seed,
