@@ -41,6 +41,10 @@ def main() -> None:
     if not (args.work / "results.json").exists():
         run_main_job(args.work, cfg, console)
     main_job = json.loads((args.work / "results.json").read_text())
+    # continue with the settings the main job in this folder used
+    fields = DemoConfig.__dataclass_fields__
+    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in main_job["config"].items() if k in fields}
+    cfg = DemoConfig(**saved)
     bench = args.work / "bench"
     pool = world_pool(cfg.world_seed, cfg.pool_videos)
 

@@ -376,3 +376,54 @@ def test_bad_offline_rows_are_reported(tmp_path):
     bad.write_text(json.dumps({**row, "layout": "video"}) + "\n")
     with pytest.raises(TrainDataError, match="bad.jsonl:1: layout 'video'"):
         load_conversations(bad)
+
+
+def test_annotation_replay_rows_repeat_the_models_own_stage_outputs(tmp_path):
+    ctx = _ctx(tmp_path)
+    stamp = ctx.stamp()
+    tax = [{"video": f"world:{i}", "task_type": TYPES[i % 5], "raw": TYPES[i % 5], **stamp} for i in range(6)]
+    tax.append({"video": "world:9", "task_type": None, "raw": "banana", **stamp})  # unparsed: never replayed
+    qs = [{"video": "world:1", "task_type": TYPES[1], "questions": ["where was the circle before it moved?"], **stamp}]
+    rel = [
+        {
+            "video": "world:1",
+            "question": "where was the circle before it moved?",
+            "relevance": [0, 1, 0],
+            "unparsed": 0,
+        },
+        {"video": "world:2", "question": "how it changed?", "relevance": [0, 0], "unparsed": 2},  # never replayed
+    ]
+    for name, rows in (("taxonomy", tax), ("questions", qs), ("relevance", rel)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rolls = [_rollout("world:1", "what color is the circle now?", ["<silent>", "red", "<silent>"])]
+    # 6 rows for the 1 trajectory (the stage takes any ratio; the CLI bounds it to [0, 1])
+    path = stage_standardize(ctx, rolls, DEFAULT_SYSTEM_PROMPT, "<silent>", replay_annotations=6.0)
+    rows = [json.loads(line) for line in path.read_text().splitlines()][1:]
+    by = {s: [r for r in rows if r["source"] == s] for s in ("taxonomy", "question", "relevance")}
+    # 6 rows asked, 2 per kind, capped by what exists: 2 task types, 1 question, 2 of 3 relevance labels
+    assert [len(by[s]) for s in ("taxonomy", "question", "relevance")] == [2, 1, 2]
+    p = load_prompts()
+    for r in by["taxonomy"]:
+        assert r["frames"] == "all" and r["turns"][0]["user_text"] == p.taxonomy
+        assert r["turns"][0]["reply"] == TYPES[int(r["video"].split(":")[1]) % 5]
+    (q,) = by["question"]
+    assert q["turns"][0] == {"user_text": p.question.format(task_type=TYPES[1]), "reply": qs[0]["questions"][0]}
+    for r in by["relevance"]:
+        k = r["frames"][1]
+        assert r["video"] == "world:1" and r["frames"] == [max(0, k - 1), k]  # the segment the model labelled
+        assert r["turns"][0]["reply"] == ("yes" if rel[0]["relevance"][k] else "no")
+    report = json.loads((tmp_path / "stage_report.json").read_text())["standardize"]
+    assert report["replay_by_source"] == {"answer": 0, "taxonomy": 2, "question": 1, "relevance": 2}
+
+
+def test_offline_rows_show_the_frames_they_name():
+    from evostreaming.train.lora import offline_frames
+
+    frames = list("abcde")
+    assert offline_frames(frames, 3) == ["a", "b", "c"]
+    assert offline_frames(frames, [0, 0]) == ["a", "a"] and offline_frames(frames, [3, 4]) == ["d", "e"]
+    assert offline_frames(frames, "all") == frames
+    with pytest.raises(IndexError, match="needs frame 7"):
+        offline_frames(frames, [6, 7])
+    with pytest.raises(IndexError, match="needs 9"):
+        offline_frames(frames, 9)

@@ -353,6 +353,9 @@ def evolve_run(
     replay: float = typer.Option(
         0.0, help="self-replay: add this fraction (x trajectories) of the model's own offline answers to training"
     ),
+    replay_annotations: float = typer.Option(
+        0.0, help="self-replay of the model's own task types, questions and relevance labels (x trajectories)"
+    ),
     seed: int = typer.Option(0),
 ) -> None:
     """Run EvoStreaming rounds end to end (taxonomy, questions, relevance, roll-out, standardize, LoRA)."""
@@ -374,6 +377,7 @@ def evolve_run(
         server_concurrency=concurrency,
         ask_at_start_types=tuple(ask_at_start),
         replay=replay,
+        replay_annotations=replay_annotations,
     )
     try:
         cfg.check()
@@ -414,7 +418,7 @@ def evolve_show(
     row = rows[index]
     if row.get("layout") == "offline":
         turn = row["turns"][0]
-        console.print(f"{row['video']}: offline replay, frames 0..{row['frames'] - 1} in one message")
+        console.print(f"{row['video']}: offline replay ({row.get('source', 'answer')}), frames {row['frames']}")
         console.print(f"  user: {turn['user_text']}\n  assistant: {turn['reply']}")
         return
     steps = row.get("steps") or [{"step": k, **t} for k, t in enumerate(row["turns"])]

@@ -53,6 +53,7 @@ class DemoConfig:
     silent_keep: float = 1.0
     ask_at_start_types: tuple[str, ...] = FORWARD_TYPES
     replay: float = 0.5
+    replay_annotations: float = 0.0
     bench_seed: int = 0
     world_seed: int = 0
 
@@ -72,6 +73,7 @@ class DemoConfig:
             lora=self.lora(),
             ask_at_start_types=self.ask_at_start_types,
             replay=self.replay,
+            replay_annotations=self.replay_annotations,
         )
 
     def offline_counts(self) -> dict[str, int]:
@@ -134,7 +136,10 @@ def run_main_job(output: Path, cfg: DemoConfig, console: Console) -> dict:
     before = evaluate_streaming("pocket", None, bench, output / "eval-vanilla", console)
     off_before = offline("pocket", None, output / "offline-vanilla.json", cfg.offline_counts())
 
-    console.print(f"[bold]2/5[/] one EvoStreaming round: {cfg.n_samples} self-generated trajectories, LoRA")
+    console.print(
+        f"[bold]2/5[/] one EvoStreaming round: up to {cfg.n_samples} self-generated trajectories "
+        "(duplicate questions are dropped), LoRA"
+    )
     pool = world_pool(cfg.world_seed, cfg.pool_videos)
     adapter = run_evolution("pocket", pool, output / "evolve", cfg.evolve(), console)[0]
 
@@ -153,7 +158,7 @@ def run_main_job(output: Path, cfg: DemoConfig, console: Console) -> dict:
         "R_ans",
         "premature",
         "offline QA %",
-        "questions / requests %",
+        "QA q / req %",
     ):
         table.add_column(col, justify="right")
     table.add_row("vanilla", *_row(before, off_before))

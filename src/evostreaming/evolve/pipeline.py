@@ -55,11 +55,15 @@ class EvolveConfig:
     # self-replay: add this fraction (x trajectories) of the model's own offline roll-out answers
     # to the training file, so the adapter keeps offline behaviour (0 = the paper's recipe)
     replay: float = 0.0
+    # self-replay of the model's own task types, questions and relevance labels (x trajectories),
+    # so that the next round's model can still generate and annotate
+    replay_annotations: float = 0.0
 
     def check(self) -> None:
         """Raise ValueError (with the fix) for settings that cannot work, before any work is done."""
-        if not 0.0 <= self.replay <= 1.0:
-            raise ValueError(f"--replay must be in [0, 1] (a fraction of the trajectories), got {self.replay}")
+        for flag, value in (("--replay", self.replay), ("--replay-annotations", self.replay_annotations)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{flag} must be in [0, 1] (a fraction of the trajectories), got {value}")
         known = load_prompts(self.prompts_path).task_types
         for tt in self.ask_at_start_types:
             if tt not in known:
@@ -131,7 +135,14 @@ def run_round(
     relevance = stage_relevance(ctx, questions, videos)
     at_start = {r["video"] for r in selected if r["task_type"] in cfg.ask_at_start_types}
     rollouts = stage_rollout(ctx, relevance, videos, cfg.n_samples, cfg.silence_marker, cfg.random_relevance, at_start)
-    train_file = stage_standardize(ctx, rollouts, cfg.system_prompt, cfg.silence_marker, replay=cfg.replay)
+    train_file = stage_standardize(
+        ctx,
+        rollouts,
+        cfg.system_prompt,
+        cfg.silence_marker,
+        replay=cfg.replay,
+        replay_annotations=cfg.replay_annotations,
+    )
     # LoRA on the current model M(i) (base + merged previous adapters) -> M(i+1)
     loaded.model.train()
     return train_lora(name, train_file, out, cfg.lora, console=console, loaded=loaded)

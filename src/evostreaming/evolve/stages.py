@@ -349,6 +349,7 @@ def replay_rows(
                 "question": r["question"],
                 "fps": fps,
                 "layout": "offline",
+                "source": "answer",
                 "frames": step["step"] + 1,
                 "system": system_prompt,
                 "marker": marker,
@@ -359,6 +360,59 @@ def replay_rows(
     return rows
 
 
+def annotation_replay_rows(
+    ctx: StageContext, fraction: float, n_trajectories: int, system_prompt: str | None, marker: str, fps: float
+) -> list[dict]:
+    """Self-replay of the model's own stage 1-3 outputs (its task type for a video, a question it
+    wrote, a relevance label it gave to a segment), so that M(i+1) can still generate, annotate
+    and classify for the next round. ``fraction`` x trajectories rows, a third of each kind, drawn
+    uniformly (seeded) from this round's files."""
+    rng = random.Random(ctx.seed + 11)
+    n = round(fraction * n_trajectories)
+    tax = [r for r in read_jsonl(ctx.out_dir / "taxonomy.jsonl") if r["task_type"]]
+    qs = [(r, q) for r in read_jsonl(ctx.out_dir / "questions.jsonl") for q in r["questions"]]
+    rel = [
+        (r, k)
+        for r in read_jsonl(ctx.out_dir / "relevance.jsonl")
+        if not r["unparsed"]
+        for k in range(len(r["relevance"]))
+    ]
+    p = ctx.prompts
+
+    def row(video, source, frames, prompt, reply):
+        turn = {"user_text": prompt, "reply": reply}
+        return {
+            "video": video,
+            "fps": fps,
+            "layout": "offline",
+            "source": source,
+            "frames": frames,
+            "system": system_prompt,
+            "marker": marker,
+            "turns": [turn],
+            **ctx.stamp(),
+        }
+
+    rows = [
+        row(r["video"], "taxonomy", "all", p.taxonomy, r["task_type"]) for r in rng.sample(tax, min(len(tax), n // 3))
+    ]
+    rows += [
+        row(r["video"], "question", "all", p.question.format(task_type=r["task_type"]), q)
+        for r, q in rng.sample(qs, min(len(qs), n // 3))
+    ]
+    rows += [
+        row(
+            r["video"],
+            "relevance",
+            [max(0, k - 1), k],
+            p.relevance.format(question=r["question"]),
+            "yes" if r["relevance"][k] else "no",
+        )
+        for r, k in rng.sample(rel, min(len(rel), n - 2 * (n // 3)))
+    ]
+    return rows
+
+
 def stage_standardize(
     ctx: StageContext,
     rollouts: list[dict],
@@ -366,11 +420,16 @@ def stage_standardize(
     silence_marker: str,
     fps: float = 0.5,
     replay: float = 0.0,
+    replay_annotations: float = 0.0,
 ) -> Path:
     """Write the training file: one streaming conversation per line, in the session's format, then
-    (with ``replay`` > 0) the self-replay rows of ``replay_rows``."""
+    (with ``replay`` > 0) the self-replay rows of ``replay_rows`` and (with ``replay_annotations``
+    > 0) those of ``annotation_replay_rows``."""
     path = ctx.out_dir / "train.jsonl"
     replayed = replay_rows(ctx, rollouts, replay, ctx.backend.system, silence_marker, fps)
+    if replay_annotations > 0:
+        system = ctx.backend.system
+        replayed += annotation_replay_rows(ctx, replay_annotations, len(rollouts), system, silence_marker, fps)
     with open(path, "w", encoding="utf-8") as f:
         for r in rollouts:
             f.write(
@@ -389,5 +448,9 @@ def stage_standardize(
             )
         for row in replayed:
             f.write(json.dumps(row) + "\n")
-    _report(ctx, "standardize", {"conversations": len(rollouts), "replay": len(replayed)})
+    sources = [r["source"] for r in replayed]
+    counts = {"conversations": len(rollouts), "replay": len(replayed)}
+    if replay_annotations > 0:
+        counts["replay_by_source"] = {k: sources.count(k) for k in ("answer", "taxonomy", "question", "relevance")}
+    _report(ctx, "standardize", counts)
     return path

@@ -70,16 +70,36 @@ def load_conversations(path: Path) -> list[dict]:
         layout = row.get("layout", "stream")
         if layout not in ("stream", "offline"):
             raise TrainDataError(f"{path}:{i}: layout {layout!r} is not 'stream' or 'offline'")
-        if layout == "offline" and (
-            len(row["turns"]) != 1 or not isinstance(row.get("frames"), int) or row["frames"] < 1
-        ):
+        if layout == "offline" and (len(row["turns"]) != 1 or not _frames_spec_ok(row.get("frames"))):
             raise TrainDataError(
-                f"{path}:{i}: an offline row needs 'frames' (how many leading frames, >= 1) and exactly one turn"
+                f"{path}:{i}: an offline row needs 'frames' (a number of leading frames >= 1, a list of frame "
+                'indices, or "all") and exactly one turn'
             )
         rows.append(row)
     if not rows:
         raise TrainDataError(f"{path}: no conversations")
     return rows
+
+
+def _frames_spec_ok(spec) -> bool:
+    if spec == "all":
+        return True
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        return spec >= 1
+    return isinstance(spec, list) and bool(spec) and all(isinstance(i, int) and i >= 0 for i in spec)
+
+
+def offline_frames(frames: list, spec) -> list:
+    """The frames an offline row shows: the first n (an int), these indices (a list), or all."""
+    if spec == "all":
+        return frames
+    if isinstance(spec, int):
+        if len(frames) < spec:
+            raise IndexError(f"{len(frames)} frames, the offline row needs {spec}")
+        return frames[:spec]
+    if max(spec) >= len(frames):
+        raise IndexError(f"{len(frames)} frames, the offline row needs frame {max(spec)}")
+    return [frames[i] for i in spec]
 
 
 def trained_turns(row: dict, silent_keep: float, seed: int = 0) -> list[bool]:
@@ -108,11 +128,12 @@ def encode_conversation(
         cache[video.id] = video.frames(max_pixels)
     frames = cache[video.id]
     if row.get("layout") == "offline":
-        if len(frames) < row["frames"]:
-            raise TrainDataError(f"{video.id}: {len(frames)} frames, the offline row needs {row['frames']}")
+        try:
+            shown = offline_frames(frames, row["frames"])
+        except IndexError as exc:
+            raise TrainDataError(f"{video.id}: {exc}") from exc
         turn = row["turns"][0]
-        first = frames[: row["frames"]]
-        enc = render_offline(adapter, processor, row["system"], first, turn["user_text"], turn["reply"])
+        enc = render_offline(adapter, processor, row["system"], shown, turn["user_text"], turn["reply"])
     else:
         enc = _stream_encoding(row, frames, adapter, processor, silent_keep, seed)
     inputs = adapter.offline_inputs(
