@@ -554,11 +554,16 @@ def bench_streaming(
 def demo(
     quick: bool = typer.Option(False, help="a shorter run for a first look"),
     output: Path = typer.Option(Path("runs/demo"), help="where to write the demo's files"),
+    replay_annotations: float = typer.Option(
+        0.0, help="also replay the model's own task types, questions and relevance labels (see docs/evostreaming.md)"
+    ),
 ) -> None:
     """The main job on the embedded default model."""
     from evostreaming.demo import run_demo
 
-    run_demo(output, quick=quick, console=console)
+    if not 0.0 <= replay_annotations <= 1.0:
+        _fail(f"--replay-annotations must be in [0, 1] (a fraction of the trajectories), got {replay_annotations}")
+    run_demo(output, quick=quick, console=console, replay_annotations=replay_annotations)
 
 
 def main() -> None:  # pragma: no cover

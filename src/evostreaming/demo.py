@@ -22,7 +22,9 @@ def _moving_square(n: int, size: int = 112):
         yield frame
 
 
-def run_demo(output: Path, *, quick: bool = False, console: Console | None = None) -> Path:
+def run_demo(
+    output: Path, *, quick: bool = False, console: Console | None = None, replay_annotations: float = 0.0
+) -> Path:
     from evostreaming.models.pocket import pocket_available
 
     console = console or Console()
@@ -31,7 +33,8 @@ def run_demo(output: Path, *, quick: bool = False, console: Console | None = Non
         from evostreaming.evolve.demo import DemoConfig, run_main_job
 
         cfg = DemoConfig.quick() if quick else DemoConfig()
-        console.print("EvoStreaming main job on the pocket model" + (" (quick)" if quick else " (~15 min on 2 cores)"))
+        cfg.replay_annotations = replay_annotations
+        console.print("EvoStreaming main job on the pocket model" + (" (quick)" if quick else " (~10 min on 2 cores)"))
         run_main_job(output, cfg, console)
         return output / "report.md"
     return _tiny_demo(output, quick=quick, console=console)
