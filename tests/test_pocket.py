@@ -156,6 +156,19 @@ def test_offline_skill_well_above_chance_on_a_small_heldout_set(heldout_metrics)
 
 
 @pytest.mark.slow
+def test_offline_qa_splits_count_every_question_once(heldout_metrics):
+    m = heldout_metrics
+    n = m["n_by_kind"]["qa"]
+    by_t, acc_t = m["n_qa_by_template"], m["qa_accuracy_by_template"]
+    assert sum(by_t.values()) == n and sum(m["n_qa_by_form"].values()) == n
+    # the "tell me ..." templates are the streaming requests; the rest are ordinary questions
+    requests = {"count_moves", "when_appears", "each_change"}
+    assert m["n_qa_by_form"].get("stream request", 0) == sum(by_t.get(k, 0) for k in requests)
+    correct = sum(acc_t[k] * by_t[k] for k in by_t)
+    assert correct == pytest.approx(m["qa_accuracy"] * n)
+
+
+@pytest.mark.slow
 def test_offline_relevance_and_question_writing_meet_the_model_card_targets(heldout_metrics):
     m = heldout_metrics
     assert m["relevance_accuracy"] >= 0.85

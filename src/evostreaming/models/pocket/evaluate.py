@@ -86,6 +86,7 @@ def offline_metrics(
     by_kind: dict[str, list[bool]] = defaultdict(list)
     by_type: dict[str, list[bool]] = defaultdict(list)
     by_form: dict[str, list[bool]] = defaultdict(list)
+    by_template: dict[str, list[bool]] = defaultdict(list)
     failures = []
     for ex, o in zip(examples, outputs, strict=True):
         ok = is_correct(ex, o)
@@ -93,6 +94,7 @@ def offline_metrics(
         if ex.kind == "qa":
             by_type[ex.task_type].append(ok)
             by_form["stream request" if BY_KEY[ex.meta["key"]].streaming else "question"].append(ok)
+            by_template[ex.meta["key"]].append(ok)
         if not ok and len(failures) < 30:
             failures.append({"kind": ex.kind, "prompt": ex.prompt, "gold": ex.answer, "output": o})
     acc = {k: sum(v) / len(v) for k, v in by_kind.items()}
@@ -108,6 +110,8 @@ def offline_metrics(
         # a streaming assistant may rightly answer such a request with the silence marker
         "qa_accuracy_by_form": {k: sum(v) / len(v) for k, v in sorted(by_form.items())},
         "n_qa_by_form": {k: len(v) for k, v in sorted(by_form.items())},
+        "qa_accuracy_by_template": {k: sum(v) / len(v) for k, v in sorted(by_template.items())},
+        "n_qa_by_template": {k: len(v) for k, v in sorted(by_template.items())},
         "n_per_kind": n_per_kind,
         "n_by_kind": {k: len(v) for k, v in by_kind.items()},
         "heldout_seed": seed,
