@@ -427,3 +427,17 @@ def test_offline_rows_show_the_frames_they_name():
         offline_frames(frames, [6, 7])
     with pytest.raises(IndexError, match="needs 9"):
         offline_frames(frames, 9)
+
+
+def test_rollout_cap_keeps_every_task_type(tmp_path):
+    ctx = _ctx(tmp_path)
+    pool = world_pool(4, 8)
+    # relevance rows arrive grouped by type: four videos asked a memory question, then four a forward one
+    questions = ["where was the circle before it moved?"] * 4 + ["tell me when a square appears."] * 4
+    rel = [
+        {"video": v.id, "question": q, "relevance": [0] * len(v.frames())} for v, q in zip(pool, questions, strict=True)
+    ]
+    rolls = stage_rollout(ctx, rel, {v.id: v for v in pool}, 4, "<silent>")
+    assert len(rolls) == 4 and len({r["question"] for r in rolls}) == 2
+    order = [v.id for v in pool]
+    assert [order.index(r["video"]) for r in rolls] == sorted(order.index(r["video"]) for r in rolls)

@@ -261,7 +261,12 @@ def stage_rollout(
     evidence comes later) are asked at the first step instead of a random one."""
     path = ctx.out_dir / "rollouts.jsonl"
     rng = random.Random(ctx.seed)
-    items = relevance[:n_samples]
+    items = relevance
+    if len(items) > n_samples:
+        # the rows come grouped by task type (the balanced pool's order): a plain cut would drop
+        # the last types; a seeded sample keeps them, in their order
+        keep = sorted(random.Random(ctx.seed + 3).sample(range(len(items)), n_samples))
+        items = [items[i] for i in keep]
     if random_relevance:
         rate = sum(sum(r["relevance"]) for r in items) / max(1, sum(len(r["relevance"]) for r in items))
         items = [{**r, "relevance": [int(rng.random() < rate) for _ in r["relevance"]]} for r in items]
