@@ -59,7 +59,7 @@ class DemoConfig:
 
     @staticmethod
     def quick() -> DemoConfig:
-        return DemoConfig(bench_streams=15, pool_videos=300, n_samples=200, offline_per_kind=15, offline_qa=60)
+        return DemoConfig(bench_streams=15, pool_videos=800, n_samples=500, offline_per_kind=15, offline_qa=60)
 
     def lora(self) -> LoraTrainConfig:
         return LoraTrainConfig(lr=self.lora_lr, epochs=self.lora_epochs, silent_keep=self.silent_keep)
