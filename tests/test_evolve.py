@@ -328,6 +328,7 @@ def test_standardize_adds_self_replay_rows_from_the_models_own_answers(tmp_path)
     assert json.loads((tmp_path / "stage_report.json").read_text())["standardize"] == {
         "conversations": 4,
         "replay": 3,
+        "replay_by_source": {"answer": 3, "taxonomy": 0, "question": 0, "relevance": 0},
         **ctx.stamp(),
     }
     half = stage_standardize(ctx, rolls, DEFAULT_SYSTEM_PROMPT, "<silent>", replay=0.5)

@@ -561,9 +561,10 @@ def demo(
     """The main job on the embedded default model."""
     from evostreaming.demo import run_demo
 
-    if not 0.0 <= replay_annotations <= 1.0:
-        _fail(f"--replay-annotations must be in [0, 1] (a fraction of the trajectories), got {replay_annotations}")
-    run_demo(output, quick=quick, console=console, replay_annotations=replay_annotations)
+    try:
+        run_demo(output, quick=quick, console=console, replay_annotations=replay_annotations)
+    except ValueError as exc:  # settings rejected by EvolveConfig.check, before any work
+        _fail(str(exc))
 
 
 def main() -> None:  # pragma: no cover

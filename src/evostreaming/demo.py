@@ -28,15 +28,15 @@ def run_demo(
     from evostreaming.models.pocket import pocket_available
 
     console = console or Console()
-    output.mkdir(parents=True, exist_ok=True)
     if pocket_available():
         from evostreaming.evolve.demo import DemoConfig, run_main_job
 
         cfg = DemoConfig.quick() if quick else DemoConfig()
         cfg.replay_annotations = replay_annotations
         console.print("EvoStreaming main job on the pocket model" + (" (quick)" if quick else " (~10 min on 2 cores)"))
-        run_main_job(output, cfg, console)
+        run_main_job(output, cfg, console)  # checks the settings before creating anything
         return output / "report.md"
+    output.mkdir(parents=True, exist_ok=True)
     return _tiny_demo(output, quick=quick, console=console)
 
 

@@ -32,6 +32,7 @@ from evostreaming.train.lora import LoraTrainConfig
 from evostreaming.world.bench import make_bench
 
 FORWARD_TYPES = ("temporal aggregation", "anticipatory monitoring", "dynamic event description")
+COLUMNS = ("model", "Overall", "RTVP", "BT", "FAR", "R_ans", "premature", "offline QA %", "QA q / req %")
 
 
 @dataclass
@@ -126,6 +127,8 @@ def _qa_forms(off: dict) -> tuple[float, float]:
 
 
 def run_main_job(output: Path, cfg: DemoConfig, console: Console) -> dict:
+    """Raises ValueError (before any work) for settings the round cannot use."""
+    cfg.evolve().check()
     t0 = time.time()
     output.mkdir(parents=True, exist_ok=True)
     bench = output / "bench"
@@ -149,17 +152,7 @@ def run_main_job(output: Path, cfg: DemoConfig, console: Console) -> dict:
     off_after = offline("pocket", adapter, output / "offline-round-1.json", cfg.offline_counts())
 
     table = Table(title="EvoStreaming on the pocket model (held-out ShapesWorld)")
-    for col in (
-        "model",
-        "Overall",
-        "RTVP",
-        "BT",
-        "FAR",
-        "R_ans",
-        "premature",
-        "offline QA %",
-        "QA q / req %",
-    ):
+    for col in COLUMNS:
         table.add_column(col, justify="right")
     table.add_row("vanilla", *_row(before, off_before))
     table.add_row("EvoStreaming r1", *_row(after, off_after))
@@ -182,14 +175,14 @@ def run_main_job(output: Path, cfg: DemoConfig, console: Console) -> dict:
     lines = [
         "# EvoStreaming demo",
         "",
-        "| model | Overall | RTVP | BT | FAR | R_ans | premature | offline QA % | questions / requests % |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
         "| vanilla | " + " | ".join(_row(before, off_before)) + " |",
         "| EvoStreaming r1 | " + " | ".join(_row(after, off_after)) + " |",
         "",
-        "Offline QA: 200 held-out questions about a clip, all frames in one message. Split: ordinary questions",
-        'and streaming requests ("tell me when ...") asked about the finished clip, which a streaming',
-        "assistant may rightly answer with the silence marker.",
+        f"Offline QA: {cfg.offline_qa} held-out questions about a clip, all frames in one message. QA q / req:",
+        'ordinary questions / streaming requests ("tell me when ...") asked about the finished clip, which',
+        "a streaming assistant may rightly answer with the silence marker.",
         "",
         "![before/after](before_after.png)",
         "",

@@ -334,40 +334,43 @@ def stage_rollout(
 
 
 # -- 5. standardization ------------------------------------------------------------------------
-def replay_rows(
-    ctx: StageContext, rollouts: list[dict], fraction: float, system_prompt: str | None, marker: str, fps: float
-) -> list[dict]:
+def _offline_row(ctx: StageContext, video: str, source: str, frames, prompt: str, reply: str, **common) -> dict:
+    """A self-replay training row: one offline exchange (see ``train.lora.offline_frames`` for ``frames``)."""
+    turn = {"user_text": prompt, "reply": reply}
+    return {
+        "video": video,
+        "layout": "offline",
+        "source": source,
+        "frames": frames,
+        **common,
+        "turns": [turn],
+        **ctx.stamp(),
+    }
+
+
+def replay_rows(ctx: StageContext, rollouts: list[dict], fraction: float, **common) -> list[dict]:
     """Self-replay: offline exchanges the model itself produced during the roll-out. A roll-out
     answer at step k was generated offline (frames 0..k and the question in one message, the
     backend's system prompt); replaying some of them keeps the adapter from changing how the model
     answers outside a stream. At most ``fraction`` x trajectories, one per trajectory that has a
     response, at a random one of its responses (seeded)."""
     rng = random.Random(ctx.seed + 7)
+    marker = common["marker"]
     with_answer = [r for r in rollouts if any(s["reply"] != marker for s in r["steps"])]
     picked = rng.sample(with_answer, min(len(with_answer), round(fraction * len(rollouts))))
     rows = []
     for r in picked:
         step = rng.choice([s for s in r["steps"] if s["reply"] != marker])
+        prompt = ctx.prompts.answer.format(question=r["question"])
         rows.append(
-            {
-                "video": r["video"],
-                "question": r["question"],
-                "fps": fps,
-                "layout": "offline",
-                "source": "answer",
-                "frames": step["step"] + 1,
-                "system": system_prompt,
-                "marker": marker,
-                "turns": [{"user_text": ctx.prompts.answer.format(question=r["question"]), "reply": step["reply"]}],
-                **ctx.stamp(),
-            }
+            _offline_row(
+                ctx, r["video"], "answer", step["step"] + 1, prompt, step["reply"], question=r["question"], **common
+            )
         )
     return rows
 
 
-def annotation_replay_rows(
-    ctx: StageContext, fraction: float, n_trajectories: int, system_prompt: str | None, marker: str, fps: float
-) -> list[dict]:
+def annotation_replay_rows(ctx: StageContext, fraction: float, n_trajectories: int, **common) -> list[dict]:
     """Self-replay of the model's own stage 1-3 outputs (its task type for a video, a question it
     wrote, a relevance label it gave to a segment), so that M(i+1) can still generate, annotate
     and classify for the next round. ``fraction`` x trajectories rows, a third of each kind, drawn
@@ -383,35 +386,23 @@ def annotation_replay_rows(
         for k in range(len(r["relevance"]))
     ]
     p = ctx.prompts
-
-    def row(video, source, frames, prompt, reply):
-        turn = {"user_text": prompt, "reply": reply}
-        return {
-            "video": video,
-            "fps": fps,
-            "layout": "offline",
-            "source": source,
-            "frames": frames,
-            "system": system_prompt,
-            "marker": marker,
-            "turns": [turn],
-            **ctx.stamp(),
-        }
-
     rows = [
-        row(r["video"], "taxonomy", "all", p.taxonomy, r["task_type"]) for r in rng.sample(tax, min(len(tax), n // 3))
+        _offline_row(ctx, r["video"], "taxonomy", "all", p.taxonomy, r["task_type"], **common)
+        for r in rng.sample(tax, min(len(tax), n // 3))
     ]
     rows += [
-        row(r["video"], "question", "all", p.question.format(task_type=r["task_type"]), q)
+        _offline_row(ctx, r["video"], "question", "all", p.question.format(task_type=r["task_type"]), q, **common)
         for r, q in rng.sample(qs, min(len(qs), n // 3))
     ]
     rows += [
-        row(
+        _offline_row(
+            ctx,
             r["video"],
             "relevance",
-            [max(0, k - 1), k],
+            [max(0, k - 1), k],  # the segment the model labelled (``segment``)
             p.relevance.format(question=r["question"]),
             "yes" if r["relevance"][k] else "no",
+            **common,
         )
         for r, k in rng.sample(rel, min(len(rel), n - 2 * (n // 3)))
     ]
@@ -431,10 +422,10 @@ def stage_standardize(
     (with ``replay`` > 0) the self-replay rows of ``replay_rows`` and (with ``replay_annotations``
     > 0) those of ``annotation_replay_rows``."""
     path = ctx.out_dir / "train.jsonl"
-    replayed = replay_rows(ctx, rollouts, replay, ctx.backend.system, silence_marker, fps)
-    if replay_annotations > 0:
-        system = ctx.backend.system
-        replayed += annotation_replay_rows(ctx, replay_annotations, len(rollouts), system, silence_marker, fps)
+    # replayed exchanges keep the layout and system prompt the model generated them under
+    common = {"fps": fps, "system": ctx.backend.system, "marker": silence_marker}
+    replayed = replay_rows(ctx, rollouts, replay, **common)
+    replayed += annotation_replay_rows(ctx, replay_annotations, len(rollouts), **common) if replay_annotations else []
     with open(path, "w", encoding="utf-8") as f:
         for r in rollouts:
             f.write(
@@ -454,8 +445,8 @@ def stage_standardize(
         for row in replayed:
             f.write(json.dumps(row) + "\n")
     sources = [r["source"] for r in replayed]
-    counts = {"conversations": len(rollouts), "replay": len(replayed)}
-    if replay_annotations > 0:
-        counts["replay_by_source"] = {k: sources.count(k) for k in ("answer", "taxonomy", "question", "relevance")}
-    _report(ctx, "standardize", counts)
+    by_source = {k: sources.count(k) for k in ("answer", "taxonomy", "question", "relevance")}
+    _report(
+        ctx, "standardize", {"conversations": len(rollouts), "replay": len(replayed), "replay_by_source": by_source}
+    )
     return path

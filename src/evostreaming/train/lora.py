@@ -4,8 +4,9 @@ Defaults follow the paper: rank 8, alpha 32, all linear layers of the language m
 tower frozen, lr 1e-4, batch 8, one epoch; the loss covers assistant turns only (silence markers
 and responses). Each conversation is rendered by ``render_conversation``: the same tokens the
 streaming session feeds at inference. Rows with ``"layout": "offline"`` (the self-replay of
-EvoStreaming, see ``stage_standardize``) are one offline exchange instead: the first ``frames``
-frames and the question in one user message, the model's own answer as the target. Sequences
+EvoStreaming, see ``stage_standardize``) are one offline exchange instead: the frames named by
+``frames`` (``offline_frames``) and the question in one user message, the model's own answer as
+the target. Sequences
 go one at a time and their gradients are summed over the batch (no cross-family padding logic);
 ``accelerate launch`` spreads them over GPUs (see configs/accelerate/). Resumable: adapter +
 optimizer + step every ``checkpoint_every`` optimizer steps, and the data order is a function
