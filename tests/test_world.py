@@ -23,7 +23,7 @@ from evostreaming.world.language import (
     relevant_at,
 )
 from evostreaming.world.scene import COLORS, KINDS, STEP_S, TASK_TYPES, Event, Scene, ShapeState, render_frames
-from evostreaming.world.supervision import KINDS_OF_EXAMPLES, inventory, make_example
+from evostreaming.world.supervision import KINDS_OF_EXAMPLES, inventory, kind_list, make_example
 
 ORIGIN = {"top left": (0, 0), "top right": (0, 28), "bottom left": (28, 0), "bottom right": (28, 28)}
 # pixels that tell the kinds apart: a square fills its corner, a circle its sides, a triangle neither
@@ -200,6 +200,14 @@ def test_inventory_lists_shapes_in_quadrant_order():
     assert inventory(scene, 0.0) == "blue square at bottom right"
     assert inventory(scene, 2.0) == "red circle at top left, blue square at bottom right"
     assert inventory(scene, 6.0) == "no shapes"
+
+
+def test_kind_list_names_each_shape_first_in_kind_order():
+    # the square is in the first quadrant and the circle in the last: kind order, not place order
+    scene = Scene(0, "immediate visual", 3, "plain", 100, [ShapeState("square", "blue", "top left")])
+    scene.events = [Event(2.0, "appear", "circle", color="red", quadrant="bottom right")]
+    assert kind_list(scene, 0.0) == "square at top left in blue"
+    assert kind_list(scene, 2.0) == "circle at bottom right in red, square at top left in blue"
 
 
 def test_multi_turn_examples_ask_more_about_the_same_frames():

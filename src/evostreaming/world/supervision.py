@@ -9,7 +9,10 @@ Kinds of examples (all chat turns: user = frames + text, assistant = canonical a
 * ``question``: "write a question of type X about this video." -> a canonical question of type X;
 * ``relevance``: two consecutive frames + "is this segment relevant to the question: Q ..." -> yes/no;
 * ``task_type``: "which task type fits this video? ..." -> one of the five types;
-* ``inventory``: "list the shapes you see now." -> every shape on screen with its color and place.
+* ``inventory``: "list the shapes you see now." -> every shape on screen with its color and place;
+* ``kind_list``: "list the shapes by kind." -> the same, ordered by kind and naming the kind first
+  ("circle at top left in red, ..."): to say where the circle is, the model must find the circle
+  among the visual tokens by what it shows, which quadrant order never asks for.
 
 With ``turns > 1`` an example carries follow-up questions about the same frames (a multi-turn
 conversation, as in real VLM instruction data): several answers are learned per encoding of the
@@ -25,16 +28,26 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from evostreaming.world.language import answer_at, caption, questions_for, relevant_at
-from evostreaming.world.scene import QUADRANTS, STEP_S, TASK_TYPES, Scene, render_frames
+from evostreaming.world.scene import KINDS, QUADRANTS, STEP_S, TASK_TYPES, Scene, render_frames
 
-KINDS_OF_EXAMPLES = ("qa", "caption", "question", "relevance", "task_type", "inventory")
-WEIGHTS = {"qa": 0.35, "caption": 0.10, "question": 0.15, "relevance": 0.20, "task_type": 0.10, "inventory": 0.10}
+# new kinds go last: held-out sets draw kinds in this order, so earlier kinds' examples stay the same
+KINDS_OF_EXAMPLES = ("qa", "caption", "question", "relevance", "task_type", "inventory", "kind_list")
+WEIGHTS = {
+    "qa": 0.35,
+    "caption": 0.10,
+    "question": 0.15,
+    "relevance": 0.20,
+    "task_type": 0.10,
+    "inventory": 0.05,
+    "kind_list": 0.05,
+}
 
 TASK_TYPE_PROMPT = "which task type fits this video? " + ", ".join(TASK_TYPES) + "?"
 QUESTION_PROMPT = "write a question of type {task_type} about this video."
 RELEVANCE_PROMPT = "is this segment relevant to the question: {question} answer yes or no."
 CAPTION_PROMPT = "describe the video."
 INVENTORY_PROMPT = "list the shapes you see now."
+KIND_LIST_PROMPT = "list the shapes by kind."
 
 
 @dataclass
@@ -53,6 +66,12 @@ def inventory(scene: Scene, t: float) -> str:
     state = scene.state_at(t)
     items = sorted(state.values(), key=lambda s: QUADRANTS.index(s.quadrant))
     return ", ".join(f"{s.color} {s.kind} at {s.quadrant}" for s in items) or "no shapes"
+
+
+def kind_list(scene: Scene, t: float) -> str:
+    """Every shape on screen at t, in kind order, kind first: "circle at top left in red, ..."."""
+    state = scene.state_at(t)
+    return ", ".join(f"{k} at {state[k].quadrant} in {state[k].color}" for k in KINDS if k in state) or "no shapes"
 
 
 def _frames(scene: Scene) -> list[np.ndarray]:
@@ -96,6 +115,10 @@ def make_example(
         k = rng.randrange(n)
         answer = inventory(scene, k * STEP_S)
         return Example("inventory", frames[: k + 1], INVENTORY_PROMPT, answer, scene.task_type, {})
+    if kind == "kind_list":
+        k = rng.randrange(n)
+        answer = kind_list(scene, k * STEP_S)
+        return Example("kind_list", frames[: k + 1], KIND_LIST_PROMPT, answer, scene.task_type, {})
     if kind == "relevance":
         qs = questions_for(scene)
         if not qs or n < 2:
@@ -130,7 +153,7 @@ def make_example(
 
 
 # turns per training example, by kind (question writing and QA gain most from several per clip)
-TRAIN_TURNS = {"qa": 3, "caption": 1, "question": 3, "relevance": 2, "task_type": 1, "inventory": 1}
+TRAIN_TURNS = {"qa": 3, "caption": 1, "question": 3, "relevance": 2, "task_type": 1, "inventory": 1, "kind_list": 1}
 
 
 def sample_examples(scene: Scene, rng: random.Random, n: int, turns: dict[str, int] | None = None) -> list[Example]:

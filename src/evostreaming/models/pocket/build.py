@@ -17,6 +17,7 @@ from evostreaming.world.scene import COLORS, KINDS, QUADRANTS, TASK_TYPES
 from evostreaming.world.supervision import (
     CAPTION_PROMPT,
     INVENTORY_PROMPT,
+    KIND_LIST_PROMPT,
     QUESTION_PROMPT,
     RELEVANCE_PROMPT,
     TASK_TYPE_PROMPT,
@@ -51,7 +52,9 @@ def world_corpus() -> list[str]:
         for q in QUADRANTS
     ]
     lines += [f"{c} {k} at {q}" for c in COLORS for k in KINDS for q in QUADRANTS]
-    lines += [TASK_TYPE_PROMPT, CAPTION_PROMPT, INVENTORY_PROMPT, "no shapes", "nothing changes", "yes", "no"]
+    lines += [f"{k} at {q} in {c}" for c in COLORS for k in KINDS for q in QUADRANTS]
+    lines += [TASK_TYPE_PROMPT, CAPTION_PROMPT, INVENTORY_PROMPT, KIND_LIST_PROMPT]
+    lines += ["no shapes", "nothing changes", "yes", "no"]
     lines += ["You are a helpful assistant."]
     lines += [QUESTION_PROMPT.format(task_type=t) for t in TASK_TYPES]
     lines += [RELEVANCE_PROMPT.format(question=t.text.format(kind=k)) for t in TEMPLATES for k in KINDS]

@@ -105,6 +105,7 @@ def offline_metrics(
         "task_type_accuracy": acc.get("task_type"),
         "caption_accuracy": acc.get("caption"),
         "inventory_accuracy": acc.get("inventory"),
+        "kind_list_accuracy": acc.get("kind_list"),
         "qa_accuracy_by_task_type": {k: sum(v) / len(v) for k, v in sorted(by_type.items())},
         # "tell me when ..." requests asked about a finished clip, apart from ordinary questions:
         # a streaming assistant may rightly answer such a request with the silence marker
@@ -125,7 +126,8 @@ def offline_metrics(
 
 def perception_metrics(model, processor, n_frames: int = 150, seed: int = 2 * HELDOUT_SEED) -> dict:
     """Single-frame perception on held-out scenes: the inventory of a frame, and one question
-    (color, place or count of a shape) about the same frame; accuracy per question."""
+    (color, place or count of a shape) about the same frame; accuracy per question, and over the
+    color and place questions on frames with several shapes ("named shape among several")."""
     from evostreaming.models.pocket.data import perception_examples
 
     rng = random.Random(seed)
@@ -134,11 +136,17 @@ def perception_metrics(model, processor, n_frames: int = 150, seed: int = 2 * HE
         ex = perception_examples(generate_scene(seed + i), rng, 1)[0]
         prompt, answer = ex.follow_ups[0]
         examples.append(Example("inventory", ex.frames, ex.prompt, ex.answer, "", {"q": "inventory"}))
-        examples.append(Example("qa", ex.frames, prompt, answer, "", {"q": " ".join(prompt.split()[:2])}))
+        several = len(ex.answer.split(", ")) > 1  # the inventory lists more than one shape
+        examples.append(
+            Example("qa", ex.frames, prompt, answer, "", {"q": " ".join(prompt.split()[:2]), "several": several})
+        )
     outputs = generate_answers(model, processor, examples)
     by_q: dict[str, list[bool]] = defaultdict(list)
     for ex, o in zip(examples, outputs, strict=True):
         by_q[ex.meta["q"]].append(is_correct(ex, o))
+        # a question naming one of several shapes: the model must find that shape, not just any
+        if ex.meta.get("several") and ex.meta["q"] in ("what color", "where is"):
+            by_q["named shape among several"].append(is_correct(ex, o))
     return {q: {"accuracy": sum(v) / len(v), "n": len(v)} for q, v in sorted(by_q.items())}
 
 

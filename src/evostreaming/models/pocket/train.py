@@ -18,7 +18,7 @@ import torch
 from rich.console import Console
 
 from evostreaming.models.pocket.build import build_pocket
-from evostreaming.models.pocket.data import IGNORE, batch_examples, collate, encode_example
+from evostreaming.models.pocket.data import IGNORE, PERCEPTION_OPENERS, batch_examples, collate, encode_example
 from evostreaming.models.pocket.vision import pretrain_vision
 from evostreaming.progress import job_progress
 from evostreaming.train.checkpoint import load_training_state, save_checkpoint
@@ -36,6 +36,8 @@ class PocketTrainConfig:
     weight_decay: float = 0.01
     n_scenes: int = 20_000  # training scenes are seeds [0, n_scenes); benchmarks use other seeds
     perception_steps: int = 1000  # grounding curriculum: single-frame perception questions first
+    # openers of the perception conversations (data.PERCEPTION_OPENERS); v3 used the inventory only
+    perception_openers: tuple[str, ...] = PERCEPTION_OPENERS
     vision_steps: int = 150  # stage 0: supervised vision pretraining (vision.py); 0 skips it
     freeze_vision: bool = True  # keep the pretrained tower fixed; its mergers (the projector) still train
     frames_per_turn: float = 0.0  # fraction of multi-frame examples shown one frame per user message
@@ -110,7 +112,13 @@ def train_pocket(
         for step in range(start, end):
             t0 = time.perf_counter()
             examples = batch_examples(
-                cfg.seed, step, cfg.batch_size, cfg.n_scenes, cfg.perception_steps, cfg.frames_per_turn
+                cfg.seed,
+                step,
+                cfg.batch_size,
+                cfg.n_scenes,
+                cfg.perception_steps,
+                cfg.frames_per_turn,
+                openers=cfg.perception_openers,
             )
             items = sorted((encode_example(processor, ex) for ex in examples), key=lambda x: x["input_ids"].shape[0])
             n_total = sum(_n_targets(x["labels"]) for x in items)
