@@ -150,4 +150,6 @@ def test_train_pocket_rejects_bad_fractions_before_any_work(tmp_path):
     assert res.exit_code != 0 and "--frames-per-turn" in res.output
     res = runner.invoke(app, ["world", "train-pocket", "--output", str(out), "--vision-steps", "-1"])
     assert res.exit_code != 0 and "--vision-steps" in res.output
+    res = runner.invoke(app, ["world", "train-pocket", "--output", str(out), "--perception-opener", "listing"])
+    assert res.exit_code != 0 and "--perception-opener listing" in res.output and "kind_list" in res.output
     assert not out.exists()

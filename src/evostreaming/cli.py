@@ -234,9 +234,18 @@ def world_train_pocket(
     frames_per_turn: float = typer.Option(
         0.0, help="fraction of multi-frame examples shown one frame per user message (the layout of a stream)"
     ),
+    perception_opener: list[str] = typer.Option(
+        [],
+        help="how perception conversations open, drawn uniformly from the given list (repeatable): kind_list, "
+        "inventory or direct; default: kind_list twice, inventory, direct (v6); 'inventory' alone gives v3",
+    ),
 ) -> None:
     """Train the pocket VideoLLM from scratch on ShapesWorld's offline supervision (CPU, resumable)."""
+    from evostreaming.models.pocket.data import PERCEPTION_OPENERS
     from evostreaming.models.pocket.train import PocketTrainConfig, train_pocket
+
+    if bad := sorted(set(perception_opener) - set(PERCEPTION_OPENERS)):
+        _fail(f"--perception-opener {', '.join(bad)}: use kind_list, inventory or direct")
 
     if not 0.0 <= frames_per_turn <= 1.0:
         _fail(f"--frames-per-turn is a fraction of examples, between 0 and 1; got {frames_per_turn}")
@@ -251,6 +260,7 @@ def world_train_pocket(
         vision_steps=vision_steps,
         freeze_vision=freeze_vision,
         frames_per_turn=frames_per_turn,
+        perception_openers=tuple(perception_opener) or PERCEPTION_OPENERS,
     )
     final = train_pocket(output, cfg, err)
     console.print(f"pocket model: {final}")
