@@ -86,6 +86,7 @@ def perception_examples(scene, rng: random.Random, n: int, openers: tuple[str, .
     from evostreaming.world.scene import STEP_S, render_frames
     from evostreaming.world.supervision import INVENTORY_PROMPT, KIND_LIST_PROMPT, inventory, kind_list
 
+    lists = {"inventory": (INVENTORY_PROMPT, inventory), "kind_list": (KIND_LIST_PROMPT, kind_list)}
     frames = render_frames(scene)
     out = []
     while len(out) < n:
@@ -95,16 +96,13 @@ def perception_examples(scene, rng: random.Random, n: int, openers: tuple[str, .
             Question(BY_KEY[key], kind) for kind in sorted(scene.state_at(t)) for key in ("color_now", "where_now")
         ]
         turns = [(q.text, answer_at(scene, q, t)) for q in rng.sample(qs, min(3, len(qs)))]
+        # one opener draws nothing from rng, so ("inventory",) replays v3's data exactly
         opener = openers[0] if len(openers) == 1 else rng.choice(openers)
-        if opener == "inventory":
-            ex = Example("inventory", [frames[k][1]], INVENTORY_PROMPT, inventory(scene, t), scene.task_type, {})
-            ex.follow_ups = turns
-        elif opener == "kind_list":
-            ex = Example("kind_list", [frames[k][1]], KIND_LIST_PROMPT, kind_list(scene, t), scene.task_type, {})
-            ex.follow_ups = turns
-        else:
-            ex = Example("qa", [frames[k][1]], turns[0][0], turns[0][1], scene.task_type, {})
-            ex.follow_ups = turns[1:]
+        if opener in lists:
+            prompt, answer = lists[opener]
+            ex = Example(opener, [frames[k][1]], prompt, answer(scene, t), scene.task_type, {}, turns)
+        else:  # direct: the questions alone
+            ex = Example("qa", [frames[k][1]], *turns[0], scene.task_type, {}, turns[1:])
         out.append(ex)
     return out
 
@@ -116,7 +114,7 @@ def batch_examples(
     n_scenes: int,
     perception_steps: int = 0,
     frames_per_turn: float = 0.0,
-    openers: tuple[str, ...] = ("inventory",),
+    openers: tuple[str, ...] = PERCEPTION_OPENERS,
 ) -> list[Example]:
     """The examples of training step ``step``: a pure function of (seed, step), so resuming after a
     crash continues with exactly the data the uninterrupted run would have seen. During the first
