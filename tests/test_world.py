@@ -23,7 +23,7 @@ from evostreaming.world.language import (
     relevant_at,
 )
 from evostreaming.world.scene import COLORS, KINDS, STEP_S, TASK_TYPES, Event, Scene, ShapeState, render_frames
-from evostreaming.world.supervision import KINDS_OF_EXAMPLES, inventory, kind_list, make_example
+from evostreaming.world.supervision import KINDS_OF_EXAMPLES, history, inventory, kind_list, make_example
 
 ORIGIN = {"top left": (0, 0), "top right": (0, 28), "bottom left": (28, 0), "bottom right": (28, 28)}
 # pixels that tell the kinds apart: a square fills its corner, a circle its sides, a triangle neither
@@ -208,6 +208,26 @@ def test_kind_list_names_each_shape_first_in_kind_order():
     scene.events = [Event(2.0, "appear", "circle", color="red", quadrant="bottom right")]
     assert kind_list(scene, 0.0) == "square at top left in blue"
     assert kind_list(scene, 2.0) == "circle at bottom right in red, square at top left in blue"
+
+
+def test_history_tells_each_shapes_changes_in_kind_order():
+    scene = Scene(0, "dynamic event description", 6, "plain", 100, [ShapeState("square", "blue", "top left")])
+    scene.events = [
+        Event(2.0, "appear", "circle", color="red", quadrant="bottom right"),
+        Event(4.0, "move", "square", quadrant="top right", old_quadrant="top left", old_color="blue"),
+        Event(6.0, "recolor", "circle", color="green", old_quadrant="bottom right", old_color="red"),
+        Event(8.0, "disappear", "square", old_quadrant="top right", old_color="blue"),
+    ]
+    assert history(scene, 0.0) == "square at top left in blue"
+    # a shape that arrives later still leads its own story, and only what happened by t is told
+    assert (
+        history(scene, 4.0) == "circle appears at bottom right in red; square at top left in blue, moves to top right"
+    )
+    assert history(scene, 8.0) == (
+        "circle appears at bottom right in red, turns green; square at top left in blue, moves to top right, disappears"
+    )
+    empty = Scene(0, "immediate visual", 3, "plain", 100, [])
+    assert history(empty, 4.0) == "no shapes"
 
 
 def test_multi_turn_examples_ask_more_about_the_same_frames():

@@ -225,7 +225,7 @@ def world_make_bench(
 def world_train_pocket(
     output: Path = typer.Option(..., help="training folder (checkpoint/, final/, train_log.jsonl); re-run resumes"),
     seed: int = typer.Option(0),
-    steps: int = typer.Option(5000, help="optimizer steps (the released model: 5000)"),
+    steps: int = typer.Option(6000, help="optimizer steps (the released model: 6000; v6: 5000)"),
     batch_size: int = typer.Option(16),
     lr: float = typer.Option(1e-3),
     perception_steps: int = typer.Option(1000, help="grounding curriculum: single-frame perception questions first"),
@@ -239,13 +239,31 @@ def world_train_pocket(
         help="how perception conversations open, drawn uniformly from the given list (repeatable): kind_list, "
         "inventory or direct; default: kind_list twice, inventory, direct (v6); 'inventory' alone gives v3",
     ),
+    mix: list[str] = typer.Option(
+        [],
+        help="KIND=WEIGHT: change one kind's weight in the training mixture after the perception stage "
+        "(repeatable; 0 drops it); v6: --mix history=0 --mix caption=0.1 --mix relevance=0.2",
+    ),
 ) -> None:
     """Train the pocket VideoLLM from scratch on ShapesWorld's offline supervision (CPU, resumable)."""
     from evostreaming.models.pocket.data import PERCEPTION_OPENERS
     from evostreaming.models.pocket.train import PocketTrainConfig, train_pocket
+    from evostreaming.world.supervision import WEIGHTS
 
     if bad := sorted(set(perception_opener) - set(PERCEPTION_OPENERS)):
         _fail(f"--perception-opener {', '.join(bad)}: use kind_list, inventory or direct")
+    mixture = dict(WEIGHTS)
+    for item in mix:
+        kind, _, weight = item.partition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = -1.0
+        if kind not in WEIGHTS or value < 0:
+            _fail(f"--mix {item!r}: use KIND=WEIGHT with a weight >= 0 and KIND one of {', '.join(WEIGHTS)}")
+        mixture[kind] = value
+    if not any(mixture.values()):
+        _fail("--mix: every weight is 0; keep at least one kind")
 
     if not 0.0 <= frames_per_turn <= 1.0:
         _fail(f"--frames-per-turn is a fraction of examples, between 0 and 1; got {frames_per_turn}")
@@ -261,6 +279,7 @@ def world_train_pocket(
         freeze_vision=freeze_vision,
         frames_per_turn=frames_per_turn,
         perception_openers=tuple(perception_opener) or PERCEPTION_OPENERS,
+        mixture=mixture,
     )
     final = train_pocket(output, cfg, err)
     console.print(f"pocket model: {final}")

@@ -12,7 +12,10 @@ Kinds of examples (all chat turns: user = frames + text, assistant = canonical a
 * ``inventory``: "list the shapes you see now." -> every shape on screen with its color and place;
 * ``kind_list``: "list the shapes by kind." -> the same, ordered by kind and naming the kind first
   ("circle at top left in red, ..."): to say where the circle is, the model must find the circle
-  among the visual tokens by what it shows, which quadrant order never asks for.
+  among the visual tokens by what it shows, which quadrant order never asks for;
+* ``history``: "list the changes by kind." -> each shape's story, kind first ("circle at top left in
+  red, moves to top right, turns blue; square ..."): to write it, the model must follow one named
+  shape through the frames, which the questions about a past state need.
 
 With ``turns > 1`` an example carries follow-up questions about the same frames (a multi-turn
 conversation, as in real VLM instruction data): several answers are learned per encoding of the
@@ -31,16 +34,19 @@ from evostreaming.world.language import answer_at, caption, questions_for, relev
 from evostreaming.world.scene import KINDS, QUADRANTS, STEP_S, TASK_TYPES, Scene, render_frames
 
 # new kinds go last: held-out sets draw kinds in this order, so earlier kinds' examples stay the same
-KINDS_OF_EXAMPLES = ("qa", "caption", "question", "relevance", "task_type", "inventory", "kind_list")
+KINDS_OF_EXAMPLES = ("qa", "caption", "question", "relevance", "task_type", "inventory", "kind_list", "history")
 WEIGHTS = {
     "qa": 0.35,
-    "caption": 0.10,
+    "caption": 0.05,
     "question": 0.15,
-    "relevance": 0.20,
+    "relevance": 0.15,
     "task_type": 0.10,
     "inventory": 0.05,
     "kind_list": 0.05,
+    "history": 0.10,
 }
+# the released v6 pocket's mixture (no history; captions and relevance 5 points more each)
+WEIGHTS_V6 = {**WEIGHTS, "caption": 0.10, "relevance": 0.20, "history": 0.0}
 
 TASK_TYPE_PROMPT = "which task type fits this video? " + ", ".join(TASK_TYPES) + "?"
 QUESTION_PROMPT = "write a question of type {task_type} about this video."
@@ -48,6 +54,7 @@ RELEVANCE_PROMPT = "is this segment relevant to the question: {question} answer 
 CAPTION_PROMPT = "describe the video."
 INVENTORY_PROMPT = "list the shapes you see now."
 KIND_LIST_PROMPT = "list the shapes by kind."
+HISTORY_PROMPT = "list the changes by kind."
 
 
 @dataclass
@@ -72,6 +79,29 @@ def kind_list(scene: Scene, t: float) -> str:
     """Every shape on screen at t, in kind order, kind first: "circle at top left in red, ..."."""
     state = scene.state_at(t)
     return ", ".join(f"{k} at {state[k].quadrant} in {state[k].color}" for k in KINDS if k in state) or "no shapes"
+
+
+def history(scene: Scene, t: float) -> str:
+    """Each shape seen up to t, in kind order, with what happened to it in order:
+    "circle at top left in red, moves to top right, turns blue; square appears at bottom left in green"."""
+    parts = []
+    for k in KINDS:
+        start = next((s for s in scene.initial if s.kind == k), None)
+        items = [f"{k} at {start.quadrant} in {start.color}"] if start else []
+        for e in scene.events:
+            if e.kind != k or e.time > t + 1e-9:
+                continue
+            if e.action == "appear":  # the kind leads its story, even when it arrives later
+                items.append(f"{'' if items else k + ' '}appears at {e.quadrant} in {e.color}")
+            elif e.action == "disappear":
+                items.append("disappears")
+            elif e.action == "move":
+                items.append(f"moves to {e.quadrant}")
+            else:
+                items.append(f"turns {e.color}")
+        if items:
+            parts.append(", ".join(items))
+    return "; ".join(parts) or "no shapes"
 
 
 def _frames(scene: Scene) -> list[np.ndarray]:
@@ -119,6 +149,9 @@ def make_example(
         k = rng.randrange(n)
         answer = kind_list(scene, k * STEP_S)
         return Example("kind_list", frames[: k + 1], KIND_LIST_PROMPT, answer, scene.task_type, {})
+    if kind == "history":
+        k = rng.randrange(n)
+        return Example("history", frames[: k + 1], HISTORY_PROMPT, history(scene, k * STEP_S), scene.task_type, {})
     if kind == "relevance":
         qs = questions_for(scene)
         if not qs or n < 2:
@@ -153,14 +186,31 @@ def make_example(
 
 
 # turns per training example, by kind (question writing and QA gain most from several per clip)
-TRAIN_TURNS = {"qa": 3, "caption": 1, "question": 3, "relevance": 2, "task_type": 1, "inventory": 1, "kind_list": 1}
+TRAIN_TURNS = {
+    "qa": 3,
+    "caption": 1,
+    "question": 3,
+    "relevance": 2,
+    "task_type": 1,
+    "inventory": 1,
+    "kind_list": 1,
+    "history": 1,
+}
 
 
-def sample_examples(scene: Scene, rng: random.Random, n: int, turns: dict[str, int] | None = None) -> list[Example]:
+def sample_examples(
+    scene: Scene,
+    rng: random.Random,
+    n: int,
+    turns: dict[str, int] | None = None,
+    mixture: dict[str, float] | None = None,
+) -> list[Example]:
+    """``n`` examples of kinds drawn from ``mixture`` (default ``WEIGHTS``; zero-weight kinds never drawn)."""
     frames = _frames(scene)
     turns = TRAIN_TURNS if turns is None else turns
-    kinds = list(WEIGHTS)
-    weights = [WEIGHTS[k] for k in kinds]
+    mixture = WEIGHTS if mixture is None else mixture
+    kinds = [k for k in KINDS_OF_EXAMPLES if mixture.get(k, 0) > 0]
+    weights = [mixture[k] for k in kinds]
     out = []
     while len(out) < n:
         kind = rng.choices(kinds, weights)[0]

@@ -16,6 +16,7 @@ from evostreaming.world.language import TEMPLATES
 from evostreaming.world.scene import COLORS, KINDS, QUADRANTS, TASK_TYPES
 from evostreaming.world.supervision import (
     CAPTION_PROMPT,
+    HISTORY_PROMPT,
     INVENTORY_PROMPT,
     KIND_LIST_PROMPT,
     QUESTION_PROMPT,
@@ -53,7 +54,13 @@ def world_corpus() -> list[str]:
     ]
     lines += [f"{c} {k} at {q}" for c in COLORS for k in KINDS for q in QUADRANTS]
     lines += [f"{k} at {q} in {c}" for c in COLORS for k in KINDS for q in QUADRANTS]
-    lines += [TASK_TYPE_PROMPT, CAPTION_PROMPT, INVENTORY_PROMPT, KIND_LIST_PROMPT]
+    lines += [
+        f"{k} appears at {q} in {c}, moves to {q}, turns {c}, disappears; "
+        for c in COLORS
+        for k in KINDS
+        for q in QUADRANTS
+    ]
+    lines += [TASK_TYPE_PROMPT, CAPTION_PROMPT, INVENTORY_PROMPT, KIND_LIST_PROMPT, HISTORY_PROMPT]
     lines += ["no shapes", "nothing changes", "yes", "no"]
     lines += ["You are a helpful assistant."]
     lines += [QUESTION_PROMPT.format(task_type=t) for t in TASK_TYPES]

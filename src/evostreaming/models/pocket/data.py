@@ -115,6 +115,7 @@ def batch_examples(
     perception_steps: int = 0,
     frames_per_turn: float = 0.0,
     openers: tuple[str, ...] = PERCEPTION_OPENERS,
+    mixture: dict[str, float] | None = None,
 ) -> list[Example]:
     """The examples of training step ``step``: a pure function of (seed, step), so resuming after a
     crash continues with exactly the data the uninterrupted run would have seen. During the first
@@ -123,7 +124,7 @@ def batch_examples(
     frames). A ``frames_per_turn`` fraction of the multi-frame examples show their frames one user
     message each (``prompt_messages``), drawn from a separate generator so that 0 reproduces the
     released model's data exactly. ``openers``: how perception conversations open
-    (``perception_examples``)."""
+    (``perception_examples``); ``mixture``: the kinds' weights after them (``supervision.WEIGHTS``)."""
     rng = random.Random(seed * 1_000_003 + step)
     out: list[Example] = []
     while len(out) < batch_size:
@@ -132,7 +133,7 @@ def batch_examples(
         if step < perception_steps:
             out.extend(perception_examples(scene, rng, n, openers))
         else:
-            out.extend(sample_examples(scene, rng, n))
+            out.extend(sample_examples(scene, rng, n, mixture=mixture))
     if frames_per_turn and step >= perception_steps:
         layout = random.Random(seed * 1_000_003 + step + 7_777_777)
         for ex in out:

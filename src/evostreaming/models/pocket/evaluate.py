@@ -106,6 +106,7 @@ def offline_metrics(
         "caption_accuracy": acc.get("caption"),
         "inventory_accuracy": acc.get("inventory"),
         "kind_list_accuracy": acc.get("kind_list"),
+        "history_accuracy": acc.get("history"),
         "qa_accuracy_by_task_type": {k: sum(v) / len(v) for k, v in sorted(by_type.items())},
         # "tell me when ..." requests asked about a finished clip, apart from ordinary questions:
         # a streaming assistant may rightly answer such a request with the silence marker

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,12 +22,13 @@ from evostreaming.models.pocket.data import IGNORE, PERCEPTION_OPENERS, batch_ex
 from evostreaming.models.pocket.vision import pretrain_vision
 from evostreaming.progress import job_progress
 from evostreaming.train.checkpoint import load_training_state, save_checkpoint
+from evostreaming.world.supervision import WEIGHTS
 
 
 @dataclass
 class PocketTrainConfig:
     seed: int = 0
-    steps: int = 5000
+    steps: int = 6000
     batch_size: int = 16
     micro_batch: int = 4  # examples per forward, grouped by length: less padding, same gradient
     lr: float = 1e-3
@@ -38,6 +39,8 @@ class PocketTrainConfig:
     perception_steps: int = 1000  # grounding curriculum: single-frame perception questions first
     # openers of the perception conversations (data.PERCEPTION_OPENERS); v3 used the inventory only
     perception_openers: tuple[str, ...] = PERCEPTION_OPENERS
+    # weights of the example kinds after the perception stage; supervision.WEIGHTS_V6 gives v6
+    mixture: dict[str, float] = field(default_factory=lambda: dict(WEIGHTS))
     vision_steps: int = 150  # stage 0: supervised vision pretraining (vision.py); 0 skips it
     freeze_vision: bool = True  # keep the pretrained tower fixed; its mergers (the projector) still train
     frames_per_turn: float = 0.0  # fraction of multi-frame examples shown one frame per user message
@@ -119,6 +122,7 @@ def train_pocket(
                 cfg.perception_steps,
                 cfg.frames_per_turn,
                 openers=cfg.perception_openers,
+                mixture=cfg.mixture,
             )
             items = sorted((encode_example(processor, ex) for ex in examples), key=lambda x: x["input_ids"].shape[0])
             n_total = sum(_n_targets(x["labels"]) for x in items)
