@@ -31,7 +31,7 @@ def main() -> None:
 
     from rich.console import Console
 
-    from evostreaming.evolve.demo import DemoConfig, evaluate_streaming, offline, run_main_job
+    from evostreaming.evolve.demo import DemoConfig, check_resumable, evaluate_streaming, offline, run_main_job
     from evostreaming.evolve.pipeline import run_evolution
     from evostreaming.evolve.pool import world_pool
 
@@ -45,6 +45,7 @@ def main() -> None:
     fields = DemoConfig.__dataclass_fields__
     saved = {k: tuple(v) if isinstance(v, list) else v for k, v in main_job["config"].items() if k in fields}
     cfg = DemoConfig(**saved)
+    check_resumable(args.work, cfg)  # the folder's finished steps must come from these weights
     bench = args.work / "bench"
     pool = world_pool(cfg.world_seed, cfg.pool_videos)
 

@@ -103,6 +103,8 @@ def test_evolve_server_flags_are_checked_before_any_work(tmp_path):
     assert res.exit_code != 0 and "--replay must be in [0, 1]" in res.output
     res = runner.invoke(app, ["demo", "--replay-annotations", "2", "--output", str(tmp_path / "o")])
     assert res.exit_code != 0 and "--replay-annotations must be in [0, 1]" in res.output
+    res = runner.invoke(app, ["demo", "--replay", "1.5", "--output", str(tmp_path / "o")])
+    assert res.exit_code != 0 and "--replay must be in [0, 1]" in res.output
     res = runner.invoke(app, base + ["--ask-at-start", "forward"])
     assert (
         res.exit_code != 0 and "'forward' is not a task type" in res.output and "anticipatory monitoring" in res.output

@@ -442,3 +442,25 @@ def test_rollout_cap_keeps_every_task_type(tmp_path):
     assert len(rolls) == 4 and len({r["question"] for r in rolls}) == 2
     order = [v.id for v in pool]
     assert [order.index(r["video"]) for r in rolls] == sorted(order.index(r["video"]) for r in rolls)
+
+
+def test_demo_refuses_to_resume_a_folder_made_with_other_weights_or_settings(tmp_path):
+    from evostreaming.evolve.demo import STAMP, DemoConfig, check_resumable
+
+    out = tmp_path / "demo"
+    check_resumable(out, DemoConfig())  # a new folder: stamped
+    (out / "eval-vanilla").mkdir()  # some finished work
+    check_resumable(out, DemoConfig())  # same weights and settings: resumes
+    with pytest.raises(ValueError, match=r"other settings \(lora_lr\).*--output"):
+        check_resumable(out, DemoConfig(lora_lr=1e-4))
+    stamp = json.loads((out / STAMP).read_text())
+    stamp["pocket_weights_sha256"] = "0" * 64  # as if made with an earlier pocket model
+    (out / STAMP).write_text(json.dumps(stamp))
+    with pytest.raises(ValueError, match="other pocket weights"):
+        check_resumable(out, DemoConfig())
+    (out / STAMP).unlink()  # a folder from before stamps: its steps cannot be matched
+    with pytest.raises(ValueError, match=f"no {STAMP}"):
+        check_resumable(out, DemoConfig())
+    res = CliRunner().invoke(app, ["demo", "--output", str(out)])
+    assert res.exit_code != 0 and "Remove it or pass --output" in res.output
+    assert sorted(p.name for p in out.iterdir()) == ["eval-vanilla"]  # nothing was run or written

@@ -583,6 +583,9 @@ def bench_streaming(
 def demo(
     quick: bool = typer.Option(False, help="a shorter run for a first look"),
     output: Path = typer.Option(Path("runs/demo"), help="where to write the demo's files"),
+    replay: float = typer.Option(
+        1.0, help="self-replay of the model's own offline answers (x trajectories; see docs/evostreaming.md)"
+    ),
     replay_annotations: float = typer.Option(
         0.0, help="also replay the model's own task types, questions and relevance labels (see docs/evostreaming.md)"
     ),
@@ -591,8 +594,8 @@ def demo(
     from evostreaming.demo import run_demo
 
     try:
-        run_demo(output, quick=quick, console=console, replay_annotations=replay_annotations)
-    except ValueError as exc:  # settings rejected by EvolveConfig.check, before any work
+        run_demo(output, quick=quick, console=console, replay=replay, replay_annotations=replay_annotations)
+    except ValueError as exc:  # bad settings, or an output folder holding another run: before any work
         _fail(str(exc))
 
 

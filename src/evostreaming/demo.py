@@ -23,8 +23,14 @@ def _moving_square(n: int, size: int = 112):
 
 
 def run_demo(
-    output: Path, *, quick: bool = False, console: Console | None = None, replay_annotations: float = 0.0
+    output: Path,
+    *,
+    quick: bool = False,
+    console: Console | None = None,
+    replay: float | None = None,
+    replay_annotations: float = 0.0,
 ) -> Path:
+    """The main job on the pocket model (``replay=None``: ``DemoConfig``'s), else the tiny-model demo."""
     from evostreaming.models.pocket import pocket_available
 
     console = console or Console()
@@ -33,6 +39,8 @@ def run_demo(
 
         cfg = DemoConfig.quick() if quick else DemoConfig()
         cfg.replay_annotations = replay_annotations
+        if replay is not None:
+            cfg.replay = replay
         console.print("EvoStreaming main job on the pocket model" + (" (quick)" if quick else " (~10 min on 2 cores)"))
         run_main_job(output, cfg, console)  # checks the settings before creating anything
         return output / "report.md"
