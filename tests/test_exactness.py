@@ -86,3 +86,19 @@ def test_mrope_positions_continue_across_segments(family):
     )
     # The session's next position is exactly one past the offline maximum.
     assert s.next_pos == int(ref_pos.max()) + 1
+
+
+@pytest.mark.parametrize("family", sorted(BUILDERS))
+def test_session_hands_the_cache_over_under_the_installed_forwards_name(family):
+    # transformers 5.24 renamed the forward's past_key_values to cache (the old name warns, then goes)
+    import warnings
+
+    tm = tiny(family)
+    s = StreamingSession(tm.model, tm.processor, config=SessionConfig(max_new_tokens=2))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*past_key_values.*")
+        for frame in _frames(2):
+            s.push_frame(frame, "What color is the square?")
+            s.sync()
+    # the forwards filled the session's own cache, with every cached segment
+    assert s.cache.get_seq_length() == sum(seg.n_tokens for seg in s.segments) > 0

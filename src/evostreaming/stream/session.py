@@ -13,6 +13,7 @@ not kept (the marker when the model decides to respond) are cropped from the cac
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -70,6 +71,13 @@ class SessionConfig:
     memory: MemoryPolicy = field(default_factory=MemoryPolicy)
 
 
+def cache_keyword(model) -> str:
+    """The forward's name for the KV cache: transformers 5.24 renamed ``past_key_values`` to ``cache``
+    (the old name warns, and goes in 5.40); earlier releases know only the old one."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps with **kwargs
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 class StreamingSession:
     def __init__(
         self,
@@ -87,6 +95,7 @@ class StreamingSession:
         self.config = config or SessionConfig()
         self.keep_inputs = keep_inputs  # keep ids/pixels of cached segments (for exactness checks)
         self.cache = DynamicCache(config=model.config)
+        self._cache_kw = cache_keyword(model)
         self.segments: list[Segment] = []
         self.segment_inputs: list[EncodedSegment] = []  # parallel to segments when keep_inputs
         self.next_pos = 0
@@ -140,7 +149,7 @@ class StreamingSession:
         out = self.model(
             input_ids=torch.cat(ids).unsqueeze(0),
             position_ids=self.adapter.forward_position_ids(torch.cat(pos, dim=1)),
-            past_key_values=self.cache,
+            **{self._cache_kw: self.cache},
             use_cache=True,
             logits_to_keep=0 if self.keep_inputs else keep,
             **self.adapter.merge_mm(mm),
