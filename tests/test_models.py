@@ -39,3 +39,28 @@ def test_adapter_for_rejects_unknown_models():
     text_only = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=32, n_positions=16))
     with pytest.raises(ValueError, match="model type 'gpt2' has no streaming adapter"):
         adapter_for(text_only)
+
+
+def test_an_adapter_is_refused_on_a_model_it_was_not_trained_on(tmp_path):
+    import shutil
+
+    from evostreaming.models.pocket import WEIGHTS_DIR, pocket_available
+    from evostreaming.models.registry import check_adapter_base
+
+    if not pocket_available():
+        pytest.skip("pocket weights not committed")
+    other = tmp_path / "round-1-merged"  # as a round-2 adapter's base: other weights
+    other.mkdir()
+    (other / "model.safetensors").write_bytes(b"\0" * (WEIGHTS_DIR / "model.safetensors").stat().st_size)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(other)}))
+    with pytest.raises(ModelLoadError, match=r"trained on .*round-1-merged.*--model"):
+        load_model("pocket", adapter_dir=str(adapter))
+    # a copy of the same weights elsewhere is the same model
+    shutil.copy(WEIGHTS_DIR / "model.safetensors", other / "model.safetensors")
+    check_adapter_base(adapter, WEIGHTS_DIR)
+    # a base that cannot be checked (a hub id, or a folder since moved) is let through
+    for base in ("Qwen/Qwen2.5-VL-7B-Instruct", str(tmp_path / "gone")):
+        (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base}))
+        check_adapter_base(adapter, WEIGHTS_DIR)

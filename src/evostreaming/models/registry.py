@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,11 +59,47 @@ def load_model(
     if adapter_dir:
         from peft import PeftModel
 
+        check_adapter_base(adapter_dir, _model_folder(spec))
         model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     if device:
         model = model.to(device)
     model.eval()
     return LoadedModel(model, processor, adapter_for(model), spec)
+
+
+def _model_folder(spec: str) -> Path | None:
+    """The local folder a spec loads from (None: built in memory, or a hub id)."""
+    if spec == "pocket" or spec.startswith("pocket:"):
+        from evostreaming.models.pocket import WEIGHTS_DIR
+
+        return Path(spec.split(":", 1)[1]) if ":" in spec else WEIGHTS_DIR
+    local = Path(spec).expanduser()
+    return local if not spec.startswith("tiny:") and local.is_dir() else None
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    fa, fb = a / "model.safetensors", b / "model.safetensors"
+    if not (fa.is_file() and fb.is_file()) or fa.stat().st_size != fb.stat().st_size:
+        return False
+    return hashlib.sha256(fa.read_bytes()).digest() == hashlib.sha256(fb.read_bytes()).digest()
+
+
+def check_adapter_base(adapter_dir: str | Path, model_folder: Path | None) -> None:
+    """A LoRA adapter only means something on the model it was trained on. A round-2 EvoStreaming
+    adapter, for one, sits on round 1's merged model, not on the base: refuse the wrong pairing
+    when both are local folders that still exist (a hub id or a moved folder cannot be checked)."""
+    config = Path(adapter_dir) / "adapter_config.json"
+    if model_folder is None or not config.is_file():
+        return
+    base = json.loads(config.read_text()).get("base_model_name_or_path")
+    if not base or not Path(base).is_dir() or _same_weights(Path(base), model_folder):
+        return
+    raise ModelLoadError(
+        f"adapter {adapter_dir} was trained on {base} ({config}: base_model_name_or_path), not on {model_folder}; "
+        f"load it on that model (--model {base}). A round-N adapter of `evolve run` sits on round N-1's merged model."
+    )
 
 
 def _load_pretrained(spec: str, *, dtype: str, trust_remote_code: bool):
