@@ -64,3 +64,40 @@ def test_an_adapter_is_refused_on_a_model_it_was_not_trained_on(tmp_path):
     for base in ("Qwen/Qwen2.5-VL-7B-Instruct", str(tmp_path / "gone")):
         (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base}))
         check_adapter_base(adapter, WEIGHTS_DIR)
+
+
+def test_an_adapter_is_refused_once_the_weights_it_was_trained_on_change(tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from evostreaming.models.pocket import WEIGHTS_DIR, pocket_available
+    from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT
+    from evostreaming.train.lora import LoraTrainConfig, train_lora
+
+    if not pocket_available():
+        pytest.skip("pocket weights not committed")
+    pocket = tmp_path / "pocket"
+    shutil.copytree(WEIGHTS_DIR, pocket)
+    row = {
+        "video": "world:5",
+        "fps": 0.5,
+        "system": DEFAULT_SYSTEM_PROMPT,
+        "marker": "<silent>",
+        "turns": [
+            {"user_text": "how many shapes are there now?", "reply": "2"},
+            {"user_text": None, "reply": "<silent>"},
+        ],
+    }
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps(row) + "\n")
+    adapter = train_lora(f"pocket:{pocket}", data, tmp_path / "lora", LoraTrainConfig(batch_size=1))
+    assert (adapter / "base_weights.json").is_file()
+    load_model(f"pocket:{pocket}", adapter_dir=str(adapter))  # the weights it was trained on: fine
+    # the folder gets new weights (as the committed pocket model does with each release)
+    weights = load_file(str(pocket / "model.safetensors"))
+    name = next(iter(weights))
+    weights[name] = weights[name] * 0.5
+    save_file(weights, str(pocket / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match="trained on other weights than those now in"):
+        load_model(f"pocket:{pocket}", adapter_dir=str(adapter))

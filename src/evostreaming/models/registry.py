@@ -77,29 +77,64 @@ def _model_folder(spec: str) -> Path | None:
     return local if not spec.startswith("tiny:") and local.is_dir() else None
 
 
+BASE_WEIGHTS = "base_weights.json"  # written beside a trained adapter: which weights it was trained on
+_EDGE = 8 << 20  # bytes hashed at each end of a weights file: cheap on a 15 GB checkpoint, whole on the pocket
+
+
+def weights_fingerprint(folder: Path | None) -> str | None:
+    """A cheap identity of a folder's single-file weights (size, first and last 8 MB); None when the
+    folder has none (a hub id, sharded weights)."""
+    f = folder / "model.safetensors" if folder else None
+    if f is None or not f.is_file():
+        return None
+    size = f.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(f, "rb") as fh:
+        h.update(fh.read(_EDGE))
+        if size > 2 * _EDGE:
+            fh.seek(size - _EDGE)
+        h.update(fh.read())
+    return h.hexdigest()
+
+
 def _same_weights(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
-    fa, fb = a / "model.safetensors", b / "model.safetensors"
-    if not (fa.is_file() and fb.is_file()) or fa.stat().st_size != fb.stat().st_size:
-        return False
-    return hashlib.sha256(fa.read_bytes()).digest() == hashlib.sha256(fb.read_bytes()).digest()
+    return a.resolve() == b.resolve() or (weights_fingerprint(a) or "a") == (weights_fingerprint(b) or "b")
 
 
 def check_adapter_base(adapter_dir: str | Path, model_folder: Path | None) -> None:
-    """A LoRA adapter only means something on the model it was trained on. A round-2 EvoStreaming
-    adapter, for one, sits on round 1's merged model, not on the base: refuse the wrong pairing
-    when both are local folders that still exist (a hub id or a moved folder cannot be checked)."""
-    config = Path(adapter_dir) / "adapter_config.json"
+    """A LoRA adapter only means something on the model it was trained on: refuse a wrong pairing
+    before loading. A round-2 EvoStreaming adapter, for one, sits on round 1's merged model, not on
+    the base (caught from ``adapter_config.json``'s base folder); an adapter trained before the
+    weights in the same folder changed (a newer pocket model) is caught from ``base_weights.json``.
+    A hub id, sharded weights or a moved base folder cannot be checked and pass."""
+    adapter_dir = Path(adapter_dir)
+    config = adapter_dir / "adapter_config.json"
     if model_folder is None or not config.is_file():
         return
     base = json.loads(config.read_text()).get("base_model_name_or_path")
-    if not base or not Path(base).is_dir() or _same_weights(Path(base), model_folder):
-        return
-    raise ModelLoadError(
-        f"adapter {adapter_dir} was trained on {base} ({config}: base_model_name_or_path), not on {model_folder}; "
-        f"load it on that model (--model {base}). A round-N adapter of `evolve run` sits on round N-1's merged model."
-    )
+    if base and Path(base).is_dir() and not _same_weights(Path(base), model_folder):
+        raise ModelLoadError(
+            f"adapter {adapter_dir} was trained on {base} ({config}: base_model_name_or_path), not on "
+            f"{model_folder}; load it on that model (--model {base}). A round-N adapter of `evolve run` sits on "
+            "round N-1's merged model."
+        )
+    stamp = adapter_dir / BASE_WEIGHTS
+    now = weights_fingerprint(model_folder)
+    if stamp.is_file() and now:
+        trained_on = json.loads(stamp.read_text()).get("fingerprint")
+        if trained_on and trained_on != now:
+            raise ModelLoadError(
+                f"adapter {adapter_dir} was trained on other weights than those now in {model_folder} "
+                f"({stamp}); the model changed since (a newer pocket model?). Train the adapter again "
+                "(e.g. `make demo` into a new --output)."
+            )
+
+
+def record_adapter_base(adapter_dir: Path, model_spec: str) -> None:
+    """Write which weights an adapter was trained on (read back by ``check_adapter_base``)."""
+    fingerprint = weights_fingerprint(_model_folder(model_spec))
+    if fingerprint:
+        (Path(adapter_dir) / BASE_WEIGHTS).write_text(json.dumps({"model": model_spec, "fingerprint": fingerprint}))
 
 
 def _load_pretrained(spec: str, *, dtype: str, trust_remote_code: bool):

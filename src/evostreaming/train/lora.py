@@ -195,7 +195,7 @@ def train_lora(
     from accelerate import Accelerator
     from peft import PeftModel
 
-    from evostreaming.models.registry import load_model
+    from evostreaming.models.registry import load_model, record_adapter_base
 
     cfg = cfg or LoraTrainConfig()
     console = console or Console(stderr=True)
@@ -270,4 +270,5 @@ def train_lora(
     final = output / "adapter"
     if end == steps:
         accelerator.unwrap_model(model).save_pretrained(final, safe_serialization=True)
+        record_adapter_base(final, model_spec)
     return final
