@@ -26,3 +26,24 @@ def tiny(family: str):
 
 
 QWEN_FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
+
+
+def one_row_lora_data(folder: Path) -> Path:
+    """A one-conversation LoRA training file (an answer, then a silence) for the pocket model."""
+    import json
+
+    from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT
+
+    row = {
+        "video": "world:5",
+        "fps": 0.5,
+        "system": DEFAULT_SYSTEM_PROMPT,
+        "marker": "<silent>",
+        "turns": [
+            {"user_text": "how many shapes are there now?", "reply": "2"},
+            {"user_text": None, "reply": "<silent>"},
+        ],
+    }
+    data = folder / "train.jsonl"
+    data.write_text(json.dumps(row) + "\n")
+    return data

@@ -5,6 +5,7 @@ import json
 import numpy as np
 from typer.testing import CliRunner
 
+from conftest import one_row_lora_data
 from evostreaming.cli import app
 from evostreaming.video.writer import write_mp4
 
@@ -117,22 +118,10 @@ def test_train_lora_trains_the_marker_rows_unless_told_not_to(tmp_path):
     from safetensors.torch import load_file
 
     from evostreaming.models.pocket import pocket_available
-    from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT
 
     if not pocket_available():
         pytest.skip("pocket weights not committed yet")
-    row = {
-        "video": "world:5",
-        "fps": 0.5,
-        "system": DEFAULT_SYSTEM_PROMPT,
-        "marker": "<silent>",
-        "turns": [
-            {"user_text": "how many shapes are there now?", "reply": "2"},
-            {"user_text": None, "reply": "<silent>"},
-        ],
-    }
-    data = tmp_path / "train.jsonl"
-    data.write_text(json.dumps(row) + "\n")
+    data = one_row_lora_data(tmp_path)
     keys = {}
     for flag in ("--marker-rows", "--no-marker-rows"):
         out = tmp_path / flag

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import tiny
+from conftest import one_row_lora_data, tiny
 from evostreaming.models.adapters import adapter_for
 from evostreaming.models.registry import ModelLoadError, load_model
 from evostreaming.models.tiny import BUILDERS, build_tiny
@@ -72,25 +72,13 @@ def test_an_adapter_is_refused_once_the_weights_it_was_trained_on_change(tmp_pat
     from safetensors.torch import load_file, save_file
 
     from evostreaming.models.pocket import WEIGHTS_DIR, pocket_available
-    from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT
     from evostreaming.train.lora import LoraTrainConfig, train_lora
 
     if not pocket_available():
         pytest.skip("pocket weights not committed")
     pocket = tmp_path / "pocket"
     shutil.copytree(WEIGHTS_DIR, pocket)
-    row = {
-        "video": "world:5",
-        "fps": 0.5,
-        "system": DEFAULT_SYSTEM_PROMPT,
-        "marker": "<silent>",
-        "turns": [
-            {"user_text": "how many shapes are there now?", "reply": "2"},
-            {"user_text": None, "reply": "<silent>"},
-        ],
-    }
-    data = tmp_path / "train.jsonl"
-    data.write_text(json.dumps(row) + "\n")
+    data = one_row_lora_data(tmp_path)
     adapter = train_lora(f"pocket:{pocket}", data, tmp_path / "lora", LoraTrainConfig(batch_size=1))
     assert (adapter / "base_weights.json").is_file()
     load_model(f"pocket:{pocket}", adapter_dir=str(adapter))  # the weights it was trained on: fine
