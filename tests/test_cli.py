@@ -143,7 +143,7 @@ def test_train_pocket_rejects_bad_fractions_before_any_work(tmp_path):
     assert res.exit_code != 0 and "--vision-steps" in res.output
     res = runner.invoke(app, ["world", "train-pocket", "--output", str(out), "--perception-opener", "listing"])
     assert res.exit_code != 0 and "--perception-opener listing" in res.output and "kind_list" in res.output
-    for bad in ("stories=0.1", "history=-1", "history=lots", "history"):
+    for bad in ("stories=0.1", "history=-1", "history=lots", "history", "history=nan"):
         res = runner.invoke(app, ["world", "train-pocket", "--output", str(out), "--mix", bad])
         assert res.exit_code != 0 and f"--mix {bad!r}" in res.output and "history" in res.output, res.output
     zero = [

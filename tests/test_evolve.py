@@ -454,7 +454,7 @@ def test_demo_refuses_to_resume_a_folder_made_with_other_weights_or_settings(tmp
     with pytest.raises(ValueError, match=r"other settings \(lora_lr\).*--output"):
         check_resumable(out, DemoConfig(lora_lr=1e-4))
     stamp = json.loads((out / STAMP).read_text())
-    stamp["pocket_weights_sha256"] = "0" * 64  # as if made with an earlier pocket model
+    stamp["pocket_weights"] = "0" * 64  # as if made with an earlier pocket model
     (out / STAMP).write_text(json.dumps(stamp))
     with pytest.raises(ValueError, match="other pocket weights"):
         check_resumable(out, DemoConfig())

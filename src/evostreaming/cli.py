@@ -259,7 +259,7 @@ def world_train_pocket(
             value = float(weight)
         except ValueError:
             value = -1.0
-        if kind not in WEIGHTS or value < 0:
+        if kind not in WEIGHTS or not math.isfinite(value) or value < 0:
             _fail(f"--mix {item!r}: use KIND=WEIGHT with a weight >= 0 and KIND one of {', '.join(WEIGHTS)}")
         mixture[kind] = value
     if not any(mixture.values()):
@@ -583,8 +583,8 @@ def bench_streaming(
 def demo(
     quick: bool = typer.Option(False, help="a shorter run for a first look"),
     output: Path = typer.Option(Path("runs/demo"), help="where to write the demo's files"),
-    replay: float = typer.Option(
-        1.0, help="self-replay of the model's own offline answers (x trajectories; see docs/evostreaming.md)"
+    replay: float | None = typer.Option(
+        None, help="self-replay of the model's own offline answers, x trajectories (default 1.0; docs/evostreaming.md)"
     ),
     replay_annotations: float = typer.Option(
         0.0, help="also replay the model's own task types, questions and relevance labels (see docs/evostreaming.md)"

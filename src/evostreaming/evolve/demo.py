@@ -131,12 +131,11 @@ STAMP = "run_stamp.json"
 
 def run_stamp(cfg: DemoConfig) -> dict:
     """What a demo folder's finished steps depend on: the pocket weights and the settings."""
-    import hashlib
-
     from evostreaming.models.pocket import WEIGHTS_DIR
+    from evostreaming.models.registry import weights_fingerprint
 
-    digest = hashlib.sha256((WEIGHTS_DIR / "model.safetensors").read_bytes()).hexdigest()
-    return json.loads(json.dumps({"pocket_weights_sha256": digest, "config": cfg.__dict__}))
+    weights = weights_fingerprint(WEIGHTS_DIR)
+    return json.loads(json.dumps({"pocket_weights": weights, "config": cfg.__dict__}))
 
 
 def check_resumable(output: Path, cfg: DemoConfig) -> None:
@@ -147,7 +146,7 @@ def check_resumable(output: Path, cfg: DemoConfig) -> None:
         old = json.loads(path.read_text())
         if old == stamp:
             return
-        what = "pocket weights" if old.get("pocket_weights_sha256") != stamp["pocket_weights_sha256"] else None
+        what = "pocket weights" if old.get("pocket_weights") != stamp["pocket_weights"] else None
         changed = sorted(k for k in stamp["config"] if old.get("config", {}).get(k) != stamp["config"][k])
         why = what or "settings (" + ", ".join(changed) + ")"
         raise ValueError(

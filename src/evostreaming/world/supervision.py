@@ -104,6 +104,14 @@ def history(scene: Scene, t: float) -> str:
     return "; ".join(parts) or "no shapes"
 
 
+# the listing kinds: prompt and answer at time t
+LISTINGS = {
+    "inventory": (INVENTORY_PROMPT, inventory),
+    "kind_list": (KIND_LIST_PROMPT, kind_list),
+    "history": (HISTORY_PROMPT, history),
+}
+
+
 def _frames(scene: Scene) -> list[np.ndarray]:
     return [f for _, f in render_frames(scene)]
 
@@ -141,17 +149,10 @@ def make_example(
             for tt2, qs2 in rng.sample(rest, min(turns - 1, len(rest)))
         ]
         return ex
-    if kind == "inventory":
+    if kind in LISTINGS:  # a listing of the clip's first k + 1 frames
         k = rng.randrange(n)
-        answer = inventory(scene, k * STEP_S)
-        return Example("inventory", frames[: k + 1], INVENTORY_PROMPT, answer, scene.task_type, {})
-    if kind == "kind_list":
-        k = rng.randrange(n)
-        answer = kind_list(scene, k * STEP_S)
-        return Example("kind_list", frames[: k + 1], KIND_LIST_PROMPT, answer, scene.task_type, {})
-    if kind == "history":
-        k = rng.randrange(n)
-        return Example("history", frames[: k + 1], HISTORY_PROMPT, history(scene, k * STEP_S), scene.task_type, {})
+        prompt, listing = LISTINGS[kind]
+        return Example(kind, frames[: k + 1], prompt, listing(scene, k * STEP_S), scene.task_type, {})
     if kind == "relevance":
         qs = questions_for(scene)
         if not qs or n < 2:

@@ -84,9 +84,8 @@ def perception_examples(scene, rng: random.Random, n: int, openers: tuple[str, .
     shape), or nothing ("direct": the questions alone)."""
     from evostreaming.world.language import BY_KEY, Question, answer_at
     from evostreaming.world.scene import STEP_S, render_frames
-    from evostreaming.world.supervision import INVENTORY_PROMPT, KIND_LIST_PROMPT, inventory, kind_list
+    from evostreaming.world.supervision import LISTINGS
 
-    lists = {"inventory": (INVENTORY_PROMPT, inventory), "kind_list": (KIND_LIST_PROMPT, kind_list)}
     frames = render_frames(scene)
     out = []
     while len(out) < n:
@@ -98,8 +97,8 @@ def perception_examples(scene, rng: random.Random, n: int, openers: tuple[str, .
         turns = [(q.text, answer_at(scene, q, t)) for q in rng.sample(qs, min(3, len(qs)))]
         # one opener draws nothing from rng, so ("inventory",) replays v3's data exactly
         opener = openers[0] if len(openers) == 1 else rng.choice(openers)
-        if opener in lists:
-            prompt, answer = lists[opener]
+        if opener in LISTINGS:
+            prompt, answer = LISTINGS[opener]
             ex = Example(opener, [frames[k][1]], prompt, answer(scene, t), scene.task_type, {}, turns)
         else:  # direct: the questions alone
             ex = Example("qa", [frames[k][1]], *turns[0], scene.task_type, {}, turns[1:])
