@@ -33,11 +33,11 @@ def main() -> None:
     from evostreaming.eval.protocol import run_protocol
     from evostreaming.eval.report import write_report
     from evostreaming.eval.schema import load_samples
-    from evostreaming.models.pocket.evaluate import offline_metrics, perception_metrics, streamed_qa_metrics
-    from evostreaming.models.pocket.vision import vision_probe
-    from evostreaming.models.registry import load_model
+    from evostreaming.models.loading import load_model
     from evostreaming.stream.session import SessionConfig
     from evostreaming.world.bench import make_bench
+    from evostreaming.world.pocket.evaluate import offline_metrics, perception_metrics, streamed_qa_metrics
+    from evostreaming.world.pocket.vision import vision_probe
 
     loaded = load_model(args.model, dtype="float32")
     offline = offline_metrics(loaded.model, loaded.processor, args.n_per_kind, out=args.work / "offline.json")

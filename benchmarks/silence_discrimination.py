@@ -30,7 +30,7 @@ def auc(event: list[float], quiet: list[float]) -> float:
 
 def measure(model_spec: str, adapter: str | None, bench: Path) -> dict:
     from evostreaming.eval.schema import load_samples
-    from evostreaming.models.registry import load_model
+    from evostreaming.models.loading import load_model
     from evostreaming.stream.session import SessionConfig, StreamingSession
     from evostreaming.world.generator import generate_scene
     from evostreaming.world.language import parse_question, relevant_at

@@ -20,12 +20,18 @@ def need_shared(path: Path) -> Path:
 
 @functools.cache
 def tiny(family: str):
-    from evostreaming.models.tiny import build_tiny
+    from evostreaming.models import build_tiny
 
     return build_tiny(family)
 
 
-QWEN_FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
+def _mrope_families() -> list[str]:
+    from evostreaming.models import FAMILIES
+
+    return [name for name, f in FAMILIES.items() if f.adapter.positions_scheme == "mrope"]
+
+
+QWEN_FAMILIES = _mrope_families()  # the M-RoPE (Qwen-VL) families, from the registry
 
 
 def one_row_lora_data(folder: Path) -> Path:

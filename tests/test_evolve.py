@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from conftest import tiny
 from evostreaming.cli import app
 from evostreaming.evolve.backends import LocalBackend
-from evostreaming.evolve.pool import PoolVideo, world_pool
+from evostreaming.evolve.pool import PoolVideo, load_frames, world_pool
 from evostreaming.evolve.prompts import load_prompts
 from evostreaming.evolve.stages import (
     StageContext,
@@ -27,8 +27,8 @@ from evostreaming.evolve.stages import (
     stage_standardize,
     stage_taxonomy,
 )
+from evostreaming.models.loading import LoadedModel
 from evostreaming.models.pocket import pocket_available
-from evostreaming.models.registry import LoadedModel
 from evostreaming.stream.conversation import Turn, render_conversation
 from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT, SessionConfig, StreamingSession
 from evostreaming.train.lora import LoraTrainConfig, encode_conversation, train_lora
@@ -152,7 +152,7 @@ def test_training_conversations_are_the_tokens_the_session_feeds(family):
 
 
 def test_silent_keep_drops_the_loss_on_silent_steps_only():
-    from evostreaming.models.adapters import adapter_for
+    from evostreaming.models import adapter_for
     from evostreaming.train.lora import trained_turns
 
     tm = tiny("qwen2_5_vl")
@@ -170,7 +170,7 @@ def test_silent_keep_drops_the_loss_on_silent_steps_only():
     assert half == trained_turns(row, 0.5) and half[4] and 0 < sum(half[:4] + half[5:]) < 9  # stable, partial
     tok = tm.processor.tokenizer
     for keep, n_silent in ((1.0, 9), (0.0, 0), (0.5, sum(half) - 1)):
-        enc = encode_conversation(row, adapter_for(tm.model), tm.processor, tm.model, silent_keep=keep)
+        enc = encode_conversation(row, adapter_for(tm.model), tm.processor, tm.model, load_frames, silent_keep=keep)
         trained = tok.decode(enc["labels"][0][enc["labels"][0] != -100])
         assert trained.count("<silent>") == n_silent and "square turns red" in trained
 
@@ -197,7 +197,7 @@ def test_a_lora_step_changes_the_silence_behaviour(tmp_path):
     # norm bound the logits, so no adapter on the inner layers can make one token likely.)
     from peft import PeftModel
 
-    from evostreaming.models.adapters import adapter_for
+    from evostreaming.models import adapter_for
     from evostreaming.models.pocket import load_pocket
 
     model, processor = load_pocket()
@@ -216,7 +216,7 @@ def test_a_lora_step_changes_the_silence_behaviour(tmp_path):
     p_before, silent_before = _silence(model, processor, adapter, frames)
     loaded = LoadedModel(model, processor, adapter, "pocket")
     cfg = LoraTrainConfig(lr=1e-2, batch_size=2, epochs=16, dropout=0.0, warmup_ratio=0.0)
-    out = train_lora("pocket", data, tmp_path / "lora", cfg, loaded=loaded)
+    out = train_lora("pocket", data, tmp_path / "lora", cfg, loaded=loaded, load_frames=load_frames)
     assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
     cfg_json = json.loads((out / "adapter_config.json").read_text())
     assert cfg_json["r"] == 8 and cfg_json["lora_alpha"] == 32
@@ -255,10 +255,10 @@ def test_encode_conversation_reports_bad_rows(tmp_path):
         load_conversations(bad)
     tm = tiny("qwen2_5_vl")
     row = {"video": "world:1", "system": "s", "marker": "<silent>", "turns": [{"reply": "x"}] * 99}
-    from evostreaming.models.adapters import adapter_for
+    from evostreaming.models import adapter_for
 
     with pytest.raises(TrainDataError, match="frames for 99 turns"):
-        encode_conversation(row, adapter_for(tm.model), tm.processor, tm.model)
+        encode_conversation(row, adapter_for(tm.model), tm.processor, tm.model, load_frames)
 
 
 def test_evolve_show_prints_a_timeline(tmp_path):
@@ -339,7 +339,7 @@ def test_standardize_adds_self_replay_rows_from_the_models_own_answers(tmp_path)
 def test_replay_rows_are_the_tokens_of_an_offline_question(family):
     # a replay row must be trained in the layout the model answered it in: the chat template's
     # rendering of one user message with the frames and the question
-    from evostreaming.models.adapters import adapter_for
+    from evostreaming.models import adapter_for
 
     tm = tiny(family)
     frames = PoolVideo("world:123").frames()[:3]
@@ -352,7 +352,7 @@ def test_replay_rows_are_the_tokens_of_an_offline_question(family):
         "marker": "<silent>",
         "turns": [{"user_text": "what color is the circle now?", "reply": "red"}],
     }
-    enc = encode_conversation(row, adapter_for(tm.model), tm.processor, tm.model)
+    enc = encode_conversation(row, adapter_for(tm.model), tm.processor, tm.model, load_frames)
     question = [{"type": "text", "text": "what color is the circle now?"}]
     msgs = [
         {"role": "system", "content": "You are a helpful assistant."},

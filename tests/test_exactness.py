@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from conftest import QWEN_FAMILIES, tiny
-from evostreaming.models.tiny import BUILDERS
+from evostreaming.models import family_names
 from evostreaming.stream.session import SessionConfig, StreamingSession
 
 
@@ -23,7 +23,7 @@ def _offline_logits(tm, session):
     return out.logits[0].float()
 
 
-@pytest.mark.parametrize("family", sorted(BUILDERS))
+@pytest.mark.parametrize("family", family_names())
 def test_incremental_logits_equal_offline_forward(family):
     tm = tiny(family)
     cfg = SessionConfig(max_new_tokens=3)
@@ -50,7 +50,7 @@ def test_incremental_logits_equal_offline_forward(family):
     assert (inc - ref).abs().max().item() <= 1e-4
 
 
-@pytest.mark.parametrize("family", sorted(BUILDERS))
+@pytest.mark.parametrize("family", family_names())
 def test_session_tokens_match_the_chat_template(family):
     tm = tiny(family)
     cfg = SessionConfig(system_prompt="You watch a stream.")
@@ -88,7 +88,7 @@ def test_mrope_positions_continue_across_segments(family):
     assert s.next_pos == int(ref_pos.max()) + 1
 
 
-@pytest.mark.parametrize("family", sorted(BUILDERS))
+@pytest.mark.parametrize("family", family_names())
 def test_session_hands_the_cache_over_under_the_installed_forwards_name(family):
     # transformers 5.24 renamed the forward's past_key_values to cache (the old name warns, then goes)
     import warnings

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import QWEN_FAMILIES, tiny
-from evostreaming.models.tiny import BUILDERS
+from evostreaming.models import family_names
 from evostreaming.stream.memory import MemoryPolicy, Segment, rotate_keys
 from evostreaming.stream.session import SessionConfig, StreamingSession
 
@@ -78,7 +78,7 @@ def test_text_turns_survive_frame_eviction_until_the_text_budget():
     assert s.segments[0].kind == "system"
 
 
-@pytest.mark.parametrize("family", sorted(BUILDERS))
+@pytest.mark.parametrize("family", family_names())
 def test_after_eviction_positions_and_first_layer_keys_equal_the_pruned_conversation(family):
     # Layer-0 keys depend only on the token and its position, so they must equal those of an
     # offline forward over the conversation with the evicted pieces removed.

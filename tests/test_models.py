@@ -5,12 +5,11 @@ import json
 import pytest
 
 from conftest import one_row_lora_data, tiny
-from evostreaming.models.adapters import adapter_for
-from evostreaming.models.registry import ModelLoadError, load_model
-from evostreaming.models.tiny import BUILDERS, build_tiny
+from evostreaming.models import adapter_for, build_tiny, family_names
+from evostreaming.models.loading import ModelLoadError, load_model
 
 
-@pytest.mark.parametrize("family", sorted(BUILDERS))
+@pytest.mark.parametrize("family", family_names())
 def test_tiny_model_roundtrips_through_save_and_local_path_loading(family, tmp_path):
     tm = tiny(family)
     tm.model.save_pretrained(tmp_path)
@@ -44,8 +43,8 @@ def test_adapter_for_rejects_unknown_models():
 def test_an_adapter_is_refused_on_a_model_it_was_not_trained_on(tmp_path):
     import shutil
 
+    from evostreaming.models.loading import check_adapter_base
     from evostreaming.models.pocket import WEIGHTS_DIR, pocket_available
-    from evostreaming.models.registry import check_adapter_base
 
     if not pocket_available():
         pytest.skip("pocket weights not committed")
@@ -71,6 +70,7 @@ def test_an_adapter_is_refused_once_the_weights_it_was_trained_on_change(tmp_pat
 
     from safetensors.torch import load_file, save_file
 
+    from evostreaming.evolve.pool import load_frames
     from evostreaming.models.pocket import WEIGHTS_DIR, pocket_available
     from evostreaming.train.lora import LoraTrainConfig, train_lora
 
@@ -79,7 +79,9 @@ def test_an_adapter_is_refused_once_the_weights_it_was_trained_on_change(tmp_pat
     pocket = tmp_path / "pocket"
     shutil.copytree(WEIGHTS_DIR, pocket)
     data = one_row_lora_data(tmp_path)
-    adapter = train_lora(f"pocket:{pocket}", data, tmp_path / "lora", LoraTrainConfig(batch_size=1))
+    adapter = train_lora(
+        f"pocket:{pocket}", data, tmp_path / "lora", LoraTrainConfig(batch_size=1), load_frames=load_frames
+    )
     assert (adapter / "base_weights.json").is_file()
     load_model(f"pocket:{pocket}", adapter_dir=str(adapter))  # the weights it was trained on: fine
     # the folder gets new weights (as the committed pocket model does with each release)

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from evostreaming.models.pocket import WEIGHTS_DIR, pocket_available
-from evostreaming.models.pocket.train import PocketTrainConfig, train_pocket
+from evostreaming.world.pocket.train import PocketTrainConfig, train_pocket
 
 SMOKE = dict(steps=8, batch_size=4, warmup=1, lr=2e-3, checkpoint_every=4, log_every=1, n_scenes=50, vision_steps=2)
 
@@ -35,7 +35,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
 
 
 def test_frozen_vision_tower_stays_fixed_while_its_projector_trains(tmp_path):
-    from evostreaming.models.pocket.build import build_pocket
+    from evostreaming.world.pocket.build import build_pocket
 
     torch.manual_seed(0)
     initial = {k: v.clone() for k, v in build_pocket(0).model.state_dict().items() if "visual" in k}
@@ -50,7 +50,7 @@ def test_frozen_vision_tower_stays_fixed_while_its_projector_trains(tmp_path):
 
 
 def test_quadrant_labels_name_what_each_token_shows():
-    from evostreaming.models.pocket.vision import quadrant_labels
+    from evostreaming.world.pocket.vision import quadrant_labels
     from evostreaming.world.scene import Scene, ShapeState
 
     scene = Scene(
@@ -67,8 +67,8 @@ def test_quadrant_labels_name_what_each_token_shows():
 
 @pytest.mark.slow
 def test_vision_pretraining_teaches_the_tower_which_shape_is_which():
-    from evostreaming.models.pocket.build import build_pocket
-    from evostreaming.models.pocket.vision import pretrain_vision, vision_probe
+    from evostreaming.world.pocket.build import build_pocket
+    from evostreaming.world.pocket.vision import pretrain_vision, vision_probe
 
     torch.manual_seed(0)
     tm = build_pocket(0)
@@ -79,9 +79,9 @@ def test_vision_pretraining_teaches_the_tower_which_shape_is_which():
 
 
 def test_labels_cover_every_answer_and_nothing_else():
-    from evostreaming.models.pocket.build import build_pocket
-    from evostreaming.models.pocket.data import IGNORE, encode_example
     from evostreaming.world.generator import generate_scene
+    from evostreaming.world.pocket.build import build_pocket
+    from evostreaming.world.pocket.data import IGNORE, encode_example
     from evostreaming.world.scene import render_frames
     from evostreaming.world.supervision import Example
 
@@ -100,7 +100,7 @@ needs_weights = pytest.mark.skipif(not pocket_available(), reason="pocket weight
 
 @needs_weights
 def test_committed_weights_load_by_name_and_fit_the_budget():
-    from evostreaming.models.registry import load_model
+    from evostreaming.models.loading import load_model
 
     loaded = load_model("pocket")
     assert loaded.adapter.family == "qwen3_vl"
@@ -139,7 +139,7 @@ def heldout_metrics():
     if not pocket_available():
         pytest.skip("pocket weights not committed yet")
     from evostreaming.models.pocket import load_pocket
-    from evostreaming.models.pocket.evaluate import offline_metrics
+    from evostreaming.world.pocket.evaluate import offline_metrics
 
     model, processor = load_pocket()
     return offline_metrics(model, processor, n_per_kind=40, seed=20_000_000)
@@ -188,7 +188,7 @@ def test_offline_qa_meets_the_model_card_target(heldout_metrics):
 @pytest.mark.slow
 def test_committed_vision_tower_tells_shapes_apart():
     from evostreaming.models.pocket import load_pocket
-    from evostreaming.models.pocket.vision import vision_probe
+    from evostreaming.world.pocket.vision import vision_probe
 
     model, processor = load_pocket()
     probe = vision_probe(model, processor, n_frames=600)
@@ -200,7 +200,7 @@ def test_committed_vision_tower_tells_shapes_apart():
 def test_committed_model_answers_about_the_named_shape_among_several():
     # v3 answered about an arbitrary shape here (about half right); the list by kind taught v6 to find it
     from evostreaming.models.pocket import load_pocket
-    from evostreaming.models.pocket.evaluate import perception_metrics
+    from evostreaming.world.pocket.evaluate import perception_metrics
 
     model, processor = load_pocket()
     m = perception_metrics(model, processor, n_frames=80, seed=30_000_000)
@@ -213,7 +213,7 @@ def test_committed_model_answers_about_the_named_shape_among_several():
 def test_questions_asked_in_the_streaming_format_are_still_answered():
     # one frame per user turn with silences in between: what the session shows the model
     from evostreaming.models.pocket import load_pocket
-    from evostreaming.models.pocket.evaluate import streamed_qa_metrics
+    from evostreaming.world.pocket.evaluate import streamed_qa_metrics
 
     model, processor = load_pocket()
     m = streamed_qa_metrics(model, processor, n=40, seed=20_000_000)
@@ -222,9 +222,9 @@ def test_questions_asked_in_the_streaming_format_are_still_answered():
 
 
 def test_frames_can_arrive_one_user_message_each_with_the_same_targets():
-    from evostreaming.models.pocket.build import build_pocket
-    from evostreaming.models.pocket.data import IGNORE, batch_examples, encode_example
     from evostreaming.world.generator import generate_scene
+    from evostreaming.world.pocket.build import build_pocket
+    from evostreaming.world.pocket.data import IGNORE, batch_examples, encode_example
     from evostreaming.world.scene import render_frames
     from evostreaming.world.supervision import Example
 
@@ -256,9 +256,9 @@ def test_frames_can_arrive_one_user_message_each_with_the_same_targets():
 def test_perception_conversations_open_with_the_list_by_kind_the_inventory_or_nothing():
     import random
 
-    from evostreaming.models.pocket.data import PERCEPTION_OPENERS, perception_examples
     from evostreaming.world.generator import generate_scene
     from evostreaming.world.language import answer_at, parse_question
+    from evostreaming.world.pocket.data import PERCEPTION_OPENERS, perception_examples
     from evostreaming.world.supervision import KIND_LIST_PROMPT, kind_list
 
     scene = generate_scene(5)  # immediate visual: 2-3 static shapes
@@ -278,7 +278,7 @@ def test_perception_conversations_open_with_the_list_by_kind_the_inventory_or_no
 
 
 def test_training_mixture_draws_only_the_kinds_it_weights():
-    from evostreaming.models.pocket.data import batch_examples
+    from evostreaming.world.pocket.data import batch_examples
     from evostreaming.world.supervision import HISTORY_PROMPT, WEIGHTS, WEIGHTS_V6
 
     only = batch_examples(0, 5, 8, 100, perception_steps=0, mixture={"history": 1.0})

@@ -89,7 +89,7 @@ def eval_run(
         except ValueError as exc:
             _fail(str(exc))
     else:
-        from evostreaming.models.registry import ModelLoadError, load_model
+        from evostreaming.models.loading import ModelLoadError, load_model
         from evostreaming.stream.memory import MemoryPolicy
         from evostreaming.stream.session import SessionConfig
 
@@ -246,8 +246,8 @@ def world_train_pocket(
     ),
 ) -> None:
     """Train the pocket VideoLLM from scratch on ShapesWorld's offline supervision (CPU, resumable)."""
-    from evostreaming.models.pocket.data import PERCEPTION_OPENERS
-    from evostreaming.models.pocket.train import PocketTrainConfig, train_pocket
+    from evostreaming.world.pocket.data import PERCEPTION_OPENERS
+    from evostreaming.world.pocket.train import PocketTrainConfig, train_pocket
     from evostreaming.world.supervision import WEIGHTS
 
     if bad := sorted(set(perception_opener) - set(PERCEPTION_OPENERS)):
@@ -292,8 +292,8 @@ def world_eval_pocket(
     json_out: Path = typer.Option(Path("runs/pocket/offline_metrics.json"), "--json"),
 ) -> None:
     """Held-out offline metrics: QA, relevance, question generation, task-type classification."""
-    from evostreaming.models.pocket.evaluate import offline_metrics
-    from evostreaming.models.registry import ModelLoadError, load_model
+    from evostreaming.models.loading import ModelLoadError, load_model
+    from evostreaming.world.pocket.evaluate import offline_metrics
 
     try:
         loaded = load_model(model)
@@ -475,13 +475,14 @@ def train_lora_cmd(
     marker_rows: bool = typer.Option(True, help=MARKER_ROWS_HELP),
 ) -> None:
     """LoRA SFT (PEFT) on any trajectory file; loss on assistant turns only."""
+    from evostreaming.evolve.pool import load_frames
     from evostreaming.train.lora import TrainDataError, train_lora
 
     if not data.exists():
         _fail(f"{data}: no such file")
     try:
         cfg = _lora_config(rank, alpha, lr, batch_size, epochs, silent_keep, marker_rows)
-        adapter = train_lora(model, data, output, cfg, err)
+        adapter = train_lora(model, data, output, cfg, err, load_frames=load_frames)
     except TrainDataError as exc:
         _fail(str(exc))
     console.print(f"adapter: {adapter}")
@@ -525,7 +526,7 @@ def stream(
     dtype: str = typer.Option("auto", help="model dtype: auto, float32, bfloat16, float16"),
 ) -> None:
     """Watch SOURCE with MODEL; print each response with its stream time as it happens."""
-    from evostreaming.models.registry import ModelLoadError, load_model
+    from evostreaming.models.loading import ModelLoadError, load_model
     from evostreaming.stream.memory import MemoryPolicy
     from evostreaming.stream.runner import UserTurn, run_stream
     from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT, SessionConfig, StreamingSession
@@ -573,7 +574,7 @@ def bench_streaming(
     seed: int = typer.Option(0),
 ) -> None:
     """Per-step latency and memory: naive re-encoding vs incremental vs bounded sessions."""
-    from evostreaming.stream.benchmark import run_benchmark
+    from evostreaming.bench.streaming import run_benchmark
 
     summary = run_benchmark(model, frames, window=window, naive_max=naive_max, json_out=json_out, seed=seed)
     console.print_json(data={k: v for k, v in summary.items() if k != "series"})

@@ -49,7 +49,7 @@ def run_demo(
 
 
 def _tiny_demo(output: Path, *, quick: bool, console: Console) -> Path:
-    from evostreaming.models.registry import load_model
+    from evostreaming.models.loading import load_model
     from evostreaming.stream.memory import MemoryPolicy
     from evostreaming.stream.runner import UserTurn, run_stream
     from evostreaming.stream.session import SessionConfig, StreamingSession

@@ -18,8 +18,8 @@ from rich.console import Console
 
 from evostreaming.eval.policies import Policy
 from evostreaming.eval.schema import Sample
-from evostreaming.jsonl import append_jsonl, read_jsonl
-from evostreaming.progress import job_progress
+from evostreaming.utils.jsonl import append_jsonl, read_jsonl
+from evostreaming.utils.progress import job_progress
 from evostreaming.video.sources import VideoFileSource, VideoSourceError
 
 TRAJECTORIES = "trajectories.jsonl"

@@ -25,11 +25,11 @@ from evostreaming.eval.report import write_report
 from evostreaming.eval.schema import load_samples
 from evostreaming.evolve.pipeline import EvolveConfig, run_evolution
 from evostreaming.evolve.pool import world_pool
-from evostreaming.models.pocket.evaluate import offline_metrics
-from evostreaming.models.registry import load_model
+from evostreaming.models.loading import load_model
 from evostreaming.stream.session import SessionConfig
 from evostreaming.train.lora import LoraTrainConfig
 from evostreaming.world.bench import make_bench
+from evostreaming.world.pocket.evaluate import offline_metrics
 
 FORWARD_TYPES = ("temporal aggregation", "anticipatory monitoring", "dynamic event description")
 COLUMNS = ("model", "Overall", "RTVP", "BT", "FAR", "R_ans", "premature", "offline QA %", "QA q / req %")
@@ -131,8 +131,8 @@ STAMP = "run_stamp.json"
 
 def run_stamp(cfg: DemoConfig) -> dict:
     """What a demo folder's finished steps depend on: the pocket weights and the settings."""
+    from evostreaming.models.loading import weights_fingerprint
     from evostreaming.models.pocket import WEIGHTS_DIR
-    from evostreaming.models.registry import weights_fingerprint
 
     weights = weights_fingerprint(WEIGHTS_DIR)
     return json.loads(json.dumps({"pocket_weights": weights, "config": cfg.__dict__}))

@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from evostreaming.evolve.backends import LocalBackend, OpenAIBackend
-from evostreaming.evolve.pool import PoolVideo
+from evostreaming.evolve.pool import PoolVideo, load_frames
 from evostreaming.evolve.prompts import load_prompts
 from evostreaming.evolve.stages import (
     StageContext,
@@ -94,7 +94,7 @@ def run_round(
     console: Console,
     progress: Callable | None = None,
 ) -> Path:
-    from evostreaming.models.registry import load_model
+    from evostreaming.models.loading import load_model
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "round.json").write_text(
@@ -145,7 +145,7 @@ def run_round(
     )
     # LoRA on the current model M(i) (base + merged previous adapters) -> M(i+1)
     loaded.model.train()
-    return train_lora(name, train_file, out, cfg.lora, console=console, loaded=loaded)
+    return train_lora(name, train_file, out, cfg.lora, console=console, loaded=loaded, load_frames=load_frames)
 
 
 def run_evolution(
@@ -171,7 +171,7 @@ def run_evolution(
 
 
 def _merge(base_spec: str, adapter_dir: Path, out: Path) -> None:
-    from evostreaming.models.registry import load_model
+    from evostreaming.models.loading import load_model
 
     loaded = load_model(base_spec, dtype="float32", adapter_dir=str(adapter_dir))
     loaded.model.save_pretrained(out, safe_serialization=True)

@@ -27,6 +27,11 @@ class PoolVideo:
         return [np.asarray(f.image) for f in VideoFileSource(self.id, fps=self.fps, max_pixels=max_pixels)]
 
 
+def load_frames(video_id: str, fps: float = 0.5, max_pixels: int | None = 448 * 448) -> list[np.ndarray]:
+    """The frames of a pool video id (a ShapesWorld scene or a file): ``train_lora``'s frame loader."""
+    return PoolVideo(video_id, fps).frames(max_pixels)
+
+
 def world_pool(world_seed: int, n: int) -> list[PoolVideo]:
     return [PoolVideo(f"world:{WORLD_POOL_BASE + world_seed * 1_000_003 + i}") for i in range(n)]
 

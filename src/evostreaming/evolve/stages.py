@@ -18,7 +18,7 @@ from pathlib import Path
 from evostreaming.evolve.backends import Request
 from evostreaming.evolve.pool import PoolVideo
 from evostreaming.evolve.prompts import Prompts
-from evostreaming.jsonl import append_jsonl, read_jsonl
+from evostreaming.utils.jsonl import append_jsonl, read_jsonl
 
 MAX_QUESTION_CHARS = 200
 

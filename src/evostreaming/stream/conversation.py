@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from evostreaming.models.adapters.base import FamilyAdapter
+from evostreaming.models.adapter import FamilyAdapter
 
 IGNORE = -100
 

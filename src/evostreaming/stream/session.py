@@ -22,8 +22,8 @@ import torch
 from PIL import Image
 from transformers import DynamicCache
 
-from evostreaming.models.adapters import FamilyAdapter, adapter_for
-from evostreaming.models.adapters.base import EncodedSegment
+from evostreaming.models import FamilyAdapter, adapter_for
+from evostreaming.models.adapter import EncodedSegment
 from evostreaming.stream.decision import DEFAULT_SILENCE_MARKER, SilenceDecision, decide
 from evostreaming.stream.memory import MemoryPolicy, Segment, evict_segments
 

@@ -19,16 +19,16 @@ import json
 import math
 import random
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from rich.console import Console
 
-from evostreaming.evolve.pool import PoolVideo
-from evostreaming.progress import job_progress
 from evostreaming.stream.conversation import Turn, render_conversation, render_offline
 from evostreaming.train.checkpoint import load_training_state, save_checkpoint
+from evostreaming.utils.progress import job_progress
 
 
 @dataclass
@@ -54,6 +54,12 @@ class LoraTrainConfig:
 
 class TrainDataError(ValueError):
     pass
+
+
+# (video id, fps, max_pixels) -> the video's frames at that rate. Training rows name their video by
+# id; the caller says how an id becomes frames (``evolve.pool.load_frames`` knows files and
+# ShapesWorld scenes), so training depends on no video pool.
+FrameLoader = Callable[[str, float, "int | None"], list]
 
 
 def load_conversations(path: Path) -> list[dict]:
@@ -118,21 +124,22 @@ def encode_conversation(
     adapter,
     processor,
     model,
+    load_frames: FrameLoader,
     frames_cache: dict | None = None,
     max_pixels: int | None = None,
     silent_keep: float = 1.0,
     seed: int = 0,
 ) -> dict[str, torch.Tensor]:
-    video = PoolVideo(row["video"], row.get("fps", 0.5))
+    video = row["video"]
     cache = frames_cache if frames_cache is not None else {}
-    if video.id not in cache:
-        cache[video.id] = video.frames(max_pixels)
-    frames = cache[video.id]
+    if video not in cache:
+        cache[video] = load_frames(video, row.get("fps", 0.5), max_pixels)
+    frames = cache[video]
     if row.get("layout") == "offline":
         try:
             shown = offline_frames(frames, row["frames"])
         except IndexError as exc:
-            raise TrainDataError(f"{video.id}: {exc}") from exc
+            raise TrainDataError(f"{video}: {exc}") from exc
         turn = row["turns"][0]
         enc = render_offline(adapter, processor, row["system"], shown, turn["user_text"], turn["reply"])
     else:
@@ -190,12 +197,15 @@ def train_lora(
     console: Console | None = None,
     max_steps_this_run: int | None = None,
     loaded=None,
+    *,
+    load_frames: FrameLoader,
 ) -> Path:
-    """Train a LoRA adapter on ``data``; writes ``output/adapter`` (PEFT format, safetensors)."""
+    """Train a LoRA adapter on ``data``; writes ``output/adapter`` (PEFT format, safetensors).
+    ``load_frames`` turns a row's video id into frames (e.g. ``evolve.pool.load_frames``)."""
     from accelerate import Accelerator
     from peft import PeftModel
 
-    from evostreaming.models.registry import load_model, record_adapter_base
+    from evostreaming.models.loading import load_model, record_adapter_base
 
     cfg = cfg or LoraTrainConfig()
     console = console or Console(stderr=True)
@@ -250,7 +260,15 @@ def train_lora(
                 # one sequence at a time, gradients summed over the batch (mean loss per sequence)
                 for idx in batch_ids:
                     inputs = encode_conversation(
-                        rows[idx], adapter, processor, loaded.model, cache, cfg.max_pixels, cfg.silent_keep, cfg.seed
+                        rows[idx],
+                        adapter,
+                        processor,
+                        loaded.model,
+                        load_frames,
+                        cache,
+                        cfg.max_pixels,
+                        cfg.silent_keep,
+                        cfg.seed,
                     )
                     loss = model(**{k: v.to(accelerator.device) for k, v in inputs.items()}).loss
                     accelerator.backward(loss / len(batch_ids))

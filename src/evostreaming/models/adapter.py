@@ -26,6 +26,8 @@ class FamilyAdapter:
 
     family: ClassVar[str] = ""
     model_types: ClassVar[tuple[str, ...]] = ()
+    # position scheme, for listings: "1d" (one position per token) or "mrope" (t/h/w grids for images)
+    positions_scheme: ClassVar[str] = "1d"
     # Keys of the processor's output that the model's forward consumes for an image.
     image_keys: ClassVar[tuple[str, ...]] = ("pixel_values",)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evostreaming.models.registry import load_model
+from evostreaming.models.loading import load_model
 from evostreaming.stream.memory import MemoryPolicy
 from evostreaming.stream.session import SessionConfig, StreamingSession
 

@@ -9,7 +9,8 @@ makes a quadrant's identity part of its pixels.
 
 from __future__ import annotations
 
-from evostreaming.models.tiny import TinyModel, build_qwen3_vl
+from evostreaming.models.families.qwen3_vl import build_qwen3_vl
+from evostreaming.models.tiny import TinyModel
 from evostreaming.models.tokenizer import DEFAULT_CORPUS
 from evostreaming.stream.decision import DEFAULT_SILENCE_MARKER
 from evostreaming.world.language import TEMPLATES

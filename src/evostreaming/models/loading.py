@@ -1,4 +1,5 @@
-"""Load a model and processor from a spec: ``tiny:<family>``, ``pocket``, a hub id or a local path."""
+"""Load a model and processor for streaming from a spec (``models.specs``), optionally with a LoRA
+adapter, and guard adapters against the wrong base weights."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import torch
 
-from evostreaming.models.adapters import ADAPTERS, FamilyAdapter, adapter_for
+from evostreaming.models.adapter import FamilyAdapter
+from evostreaming.models.family import adapter_for
+from evostreaming.models.specs import ModelLoadError, parse_spec
 
 
 @dataclass
@@ -20,10 +23,6 @@ class LoadedModel:
     spec: str
 
 
-class ModelLoadError(RuntimeError):
-    pass
-
-
 def load_model(
     spec: str,
     *,
@@ -32,7 +31,7 @@ def load_model(
     adapter_dir: str | None = None,
     trust_remote_code: bool = False,
 ) -> LoadedModel:
-    """Load ``spec`` for streaming.
+    """Load ``spec`` for streaming (see ``models.specs``).
 
     * ``pocket`` (or ``pocket:DIR``): the pocket VideoLLM trained in ShapesWorld (committed weights).
     * ``tiny:<family>``: a tiny random-weight model built offline (tests, benchmarks).
@@ -40,41 +39,17 @@ def load_model(
       network access or a populated Hugging Face cache.
     ``adapter_dir`` applies a PEFT LoRA adapter on top.
     """
-    if spec == "pocket" or spec.startswith("pocket:"):
-        from evostreaming.models.pocket import load_pocket
-
-        path = spec.split(":", 1)[1] if ":" in spec else None
-        try:
-            model, processor = load_pocket(path)
-        except FileNotFoundError as exc:
-            raise ModelLoadError(str(exc)) from exc
-    elif spec.startswith("tiny:"):
-        from evostreaming.models.tiny import build_tiny
-
-        family = spec.split(":", 1)[1]
-        tm = build_tiny(family)
-        model, processor = tm.model, tm.processor
-    else:
-        model, processor = _load_pretrained(spec, dtype=dtype, trust_remote_code=trust_remote_code)
+    parsed = parse_spec(spec)
+    model, processor = parsed.load(dtype=dtype, trust_remote_code=trust_remote_code)
     if adapter_dir:
         from peft import PeftModel
 
-        check_adapter_base(adapter_dir, _model_folder(spec))
+        check_adapter_base(adapter_dir, parsed.folder())
         model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     if device:
         model = model.to(device)
     model.eval()
     return LoadedModel(model, processor, adapter_for(model), spec)
-
-
-def _model_folder(spec: str) -> Path | None:
-    """The local folder a spec loads from (None: built in memory, or a hub id)."""
-    if spec == "pocket" or spec.startswith("pocket:"):
-        from evostreaming.models.pocket import WEIGHTS_DIR
-
-        return Path(spec.split(":", 1)[1]) if ":" in spec else WEIGHTS_DIR
-    local = Path(spec).expanduser()
-    return local if not spec.startswith("tiny:") and local.is_dir() else None
 
 
 BASE_WEIGHTS = "base_weights.json"  # written beside a trained adapter: which weights it was trained on
@@ -132,35 +107,6 @@ def check_adapter_base(adapter_dir: str | Path, model_folder: Path | None) -> No
 
 def record_adapter_base(adapter_dir: Path, model_spec: str) -> None:
     """Write which weights an adapter was trained on (read back by ``check_adapter_base``)."""
-    fingerprint = weights_fingerprint(_model_folder(model_spec))
+    fingerprint = weights_fingerprint(parse_spec(model_spec).folder())
     if fingerprint:
         (Path(adapter_dir) / BASE_WEIGHTS).write_text(json.dumps({"model": model_spec, "fingerprint": fingerprint}))
-
-
-def _load_pretrained(spec: str, *, dtype: str, trust_remote_code: bool):
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
-
-    local = Path(spec).expanduser()
-    where = str(local) if local.exists() else spec
-    try:
-        config = AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        hint = (
-            "the folder has no usable config.json (with a model_type)"
-            if local.exists()
-            else (
-                "it is neither a local folder nor a reachable hub id (offline? set HF_HUB_OFFLINE=1 and use a cached "
-                "model or a local path)"
-            )
-        )
-        raise ModelLoadError(f"cannot load model {spec!r}: {hint} ({exc})") from exc
-    supported = {t for cls in ADAPTERS.values() for t in cls.model_types}
-    if config.model_type not in supported:
-        raise ModelLoadError(
-            f"model {spec!r} has model_type {config.model_type!r}, which has no streaming adapter; "
-            f"supported: {', '.join(sorted(supported))}"
-        )
-    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-    model = AutoModelForImageTextToText.from_pretrained(where, dtype=torch_dtype, trust_remote_code=trust_remote_code)
-    processor = AutoProcessor.from_pretrained(where, trust_remote_code=trust_remote_code)
-    return model, processor

@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from evostreaming.models.pocket.build import build_pocket
-from evostreaming.models.pocket.data import IGNORE, PERCEPTION_OPENERS, batch_examples, collate, encode_example
-from evostreaming.models.pocket.vision import pretrain_vision
-from evostreaming.progress import job_progress
 from evostreaming.train.checkpoint import load_training_state, save_checkpoint
+from evostreaming.utils.progress import job_progress
+from evostreaming.world.pocket.build import build_pocket
+from evostreaming.world.pocket.data import IGNORE, PERCEPTION_OPENERS, batch_examples, collate, encode_example
+from evostreaming.world.pocket.vision import pretrain_vision
 from evostreaming.world.supervision import WEIGHTS
 
 

@@ -129,7 +129,7 @@ def perception_metrics(model, processor, n_frames: int = 150, seed: int = 2 * HE
     """Single-frame perception on held-out scenes: the inventory of a frame, and one question
     (color, place or count of a shape) about the same frame; accuracy per question, and over the
     color and place questions on frames with several shapes ("named shape among several")."""
-    from evostreaming.models.pocket.data import perception_examples
+    from evostreaming.world.pocket.data import perception_examples
 
     rng = random.Random(seed)
     examples = []

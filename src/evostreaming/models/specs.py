@@ -1,0 +1,123 @@
+"""Model specs: the one resolver from what a user writes (``pocket``, ``pocket:DIR``, ``tiny:<family>``,
+a local folder, a hub id) to the code that loads it.
+
+A scheme is ``name:argument``; each registers with one ``SCHEMES.register`` line. Text without a
+registered scheme is a local folder when one exists there, else a Hugging Face hub id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from evostreaming.utils.registry import Registry
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    text: str  # as the user wrote it
+    scheme: str  # a registered scheme, "path" (a local folder) or "hub" (a hub id)
+    arg: str | None  # after "scheme:", the path or the hub id; None for a bare scheme ("pocket")
+
+    def folder(self) -> Path | None:
+        """The local folder the weights load from (None: built in memory, or a hub id)."""
+        return SCHEMES.get(self.scheme).folder(self)
+
+    def load(self, *, dtype: str, trust_remote_code: bool):
+        """(model, processor)."""
+        return SCHEMES.get(self.scheme).load(self, dtype, trust_remote_code)
+
+
+@dataclass(frozen=True)
+class Scheme:
+    load: Callable[[ModelSpec, str, bool], tuple]  # (spec, dtype, trust_remote_code) -> (model, processor)
+    folder: Callable[[ModelSpec], Path | None] = lambda spec: None
+    help: str = ""
+
+
+SCHEMES: Registry[Scheme] = Registry("model spec scheme")
+
+
+def parse_spec(text: str) -> ModelSpec:
+    name, colon, arg = text.partition(":")
+    if name in SCHEMES and name not in ("path", "hub"):
+        return ModelSpec(text, name, arg if colon else None)
+    return ModelSpec(text, "path" if Path(text).expanduser().exists() else "hub", text)
+
+
+def spec_help() -> str:
+    return ", ".join(s.help for _, s in SCHEMES.items() if s.help)
+
+
+# -- the built-in schemes ------------------------------------------------------------------------
+def _pocket_folder(spec: ModelSpec) -> Path:
+    from evostreaming.models.pocket import WEIGHTS_DIR
+
+    return Path(spec.arg) if spec.arg else WEIGHTS_DIR
+
+
+def _load_pocket(spec: ModelSpec, dtype: str, trust_remote_code: bool):
+    from evostreaming.models.pocket import load_pocket
+
+    try:
+        return load_pocket(spec.arg)
+    except FileNotFoundError as exc:
+        raise ModelLoadError(str(exc)) from exc
+
+
+def _load_tiny(spec: ModelSpec, dtype: str, trust_remote_code: bool):
+    from evostreaming.models.tiny import build_tiny
+
+    tm = build_tiny(spec.arg or "")
+    return tm.model, tm.processor
+
+
+def _local_folder(spec: ModelSpec) -> Path | None:
+    local = Path(spec.arg).expanduser()
+    return local if local.is_dir() else None
+
+
+def _load_pretrained(spec: ModelSpec, dtype: str, trust_remote_code: bool):
+    """``AutoModelForImageTextToText`` + ``AutoProcessor`` from a folder or a hub id (hub ids need
+    network access or a populated Hugging Face cache)."""
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    from evostreaming.models.family import family_names, supported_model_types
+
+    local = Path(spec.arg).expanduser()
+    where = str(local) if local.exists() else spec.arg
+    try:
+        config = AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        hint = (
+            "the folder has no usable config.json (with a model_type)"
+            if local.exists()
+            else (
+                "it is neither a local folder nor a reachable hub id (offline? set HF_HUB_OFFLINE=1 and use a cached "
+                "model or a local path)"
+            )
+        )
+        raise ModelLoadError(f"cannot load model {spec.text!r}: {hint} ({exc})") from exc
+    supported = supported_model_types()
+    if config.model_type not in supported:
+        raise ModelLoadError(
+            f"model {spec.text!r} has model_type {config.model_type!r}, which has no streaming adapter; "
+            f"supported: {', '.join(sorted(supported))} (families: {', '.join(family_names())})"
+        )
+    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    model = AutoModelForImageTextToText.from_pretrained(where, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    processor = AutoProcessor.from_pretrained(where, trust_remote_code=trust_remote_code)
+    return model, processor
+
+
+SCHEMES.register("pocket", Scheme(_load_pocket, _pocket_folder, "pocket, pocket:DIR"))
+SCHEMES.register("tiny", Scheme(_load_tiny, help="tiny:<family>"))
+SCHEMES.register("path", Scheme(_load_pretrained, _local_folder, "a local folder"))
+SCHEMES.register("hub", Scheme(_load_pretrained, help="a hub id"))
