@@ -45,7 +45,8 @@ def main() -> None:
     ap.add_argument("--max-questions", type=int, default=None)
     args = ap.parse_args()
 
-    from evostreaming.eval.judges import EmbeddingJudge, normalize
+    from evostreaming.eval.judges import normalize
+    from evostreaming.eval.judges.embedding import EmbeddingJudge
 
     judge = EmbeddingJudge()
     rows = [r for r in json.loads(args.data.read_text()) if "options" in r and "answer" in r][: args.max_questions]

@@ -31,7 +31,7 @@ def main() -> None:
 
     from rich.console import Console
 
-    from evostreaming.evolve.demo import DemoConfig, check_resumable, evaluate_streaming, offline, run_main_job
+    from evostreaming.evolve.main_job import DemoConfig, check_resumable, evaluate_streaming, offline, run_main_job
     from evostreaming.evolve.pipeline import run_evolution
     from evostreaming.evolve.pool import world_pool
 

@@ -112,10 +112,10 @@ def test_concurrency_is_bounded_and_used(local):
 def test_transient_errors_are_retried_and_persistent_ones_named(local):
     server = ServedModel(local, fail_first=2)
     try:
-        out = OpenAIBackend(server.url, "pocket", retries=2, backoff_s=0.0).generate(_requests(1), max_new_tokens=4)
+        out = OpenAIBackend(server.url, "pocket", retries=2).generate(_requests(1), max_new_tokens=4)
         assert len(out) == 1 and len(server.bodies) == 3
         server.fail_first = 10
         with pytest.raises(BackendError, match="HTTP 503.*/v1/models"):
-            OpenAIBackend(server.url, "pocket", retries=1, backoff_s=0.0).generate(_requests(1), max_new_tokens=4)
+            OpenAIBackend(server.url, "pocket", retries=1).generate(_requests(1), max_new_tokens=4)
     finally:
         server.close()

@@ -445,7 +445,7 @@ def test_rollout_cap_keeps_every_task_type(tmp_path):
 
 
 def test_demo_refuses_to_resume_a_folder_made_with_other_weights_or_settings(tmp_path):
-    from evostreaming.evolve.demo import STAMP, DemoConfig, check_resumable
+    from evostreaming.evolve.main_job import STAMP, DemoConfig, check_resumable
 
     out = tmp_path / "demo"
     check_resumable(out, DemoConfig())  # a new folder: stamped

@@ -6,7 +6,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from evostreaming.eval.judges import EmbeddingJudge, OpenAIJudge, RuleJudge, make_judge
+from evostreaming.eval.judges import RuleJudge, make_judge
+from evostreaming.eval.judges.embedding import EmbeddingJudge
+from evostreaming.eval.judges.llm import OpenAIJudge
 from evostreaming.eval.schema import GoldAnswer
 
 rule = RuleJudge()
@@ -87,14 +89,14 @@ class _Server:
 def test_openai_judge_retries_then_caches(tmp_path):
     server = _Server([(500, ""), (503, ""), (200, '{"score": 0.8}')])
     try:
-        judge = OpenAIJudge(server.url, "judge-model", cache_dir=tmp_path, retries=3, backoff_s=0.0)
+        judge = OpenAIJudge(server.url, "judge-model", cache_dir=tmp_path, retries=3)
         gold = GoldAnswer(time=0, answer="the red cup", judge="text")
         assert judge("a red cup", gold) == pytest.approx(0.8)
         assert len(server.requests) == 3
         path, body = server.requests[-1]
         assert path == "/v1/chat/completions" and body["model"] == "judge-model" and body["temperature"] == 0
         # second call: served from the on-disk cache, no request
-        again = OpenAIJudge(server.url, "judge-model", cache_dir=tmp_path, retries=0, backoff_s=0.0)
+        again = OpenAIJudge(server.url, "judge-model", cache_dir=tmp_path, retries=0)
         assert again("a red cup", gold) == pytest.approx(0.8)
         assert len(server.requests) == 3
     finally:
@@ -104,7 +106,7 @@ def test_openai_judge_retries_then_caches(tmp_path):
 def test_openai_judge_failure_is_recorded_not_scored(tmp_path):
     server = _Server([(500, ""), (500, ""), (200, "I cannot grade this")])
     try:
-        judge = OpenAIJudge(server.url, "m", cache_dir=tmp_path, retries=2, backoff_s=0.0)
+        judge = OpenAIJudge(server.url, "m", cache_dir=tmp_path, retries=2)
         assert judge("x", GoldAnswer(time=0, answer="y", judge="text")) is None
         assert len(judge.failures) == 1 and "unparseable" in judge.failures[0]
         assert not list(tmp_path.glob("*.json"))  # failures are not cached

@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import OVO, need_shared
-from evostreaming.eval.datasets.ovo import OVOMapping, load_ovo
+from evostreaming.eval.benchmarks.ovo.mapping import OVOMapping, load_ovo
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from conftest import OVO, need_shared
 from evostreaming.cli import app
-from evostreaming.eval.ovo_score import score_mcq, score_predictions, score_rec, score_yes_no
+from evostreaming.eval.benchmarks.ovo.score import score_mcq, score_predictions, score_rec, score_yes_no
 
 
 def test_reproduces_published_qwen2vl_7b_numbers(tmp_path):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from evostreaming.eval.schema import Sample
 from evostreaming.eval.scoring import step_of
+from evostreaming.utils.registry import Registry
 
 
 @dataclass
@@ -18,6 +19,9 @@ class PolicyStep:
     action: str  # "silent" | "respond"
     text: str = ""
     tokens: int = 0
+
+
+BASELINES: Registry[type[Policy]] = Registry("baseline")
 
 
 class Policy:
@@ -31,6 +35,7 @@ class Policy:
         raise NotImplementedError
 
 
+@BASELINES.register("always-silent")
 class AlwaysSilent(Policy):
     name = "always-silent"
     needs_frames = False
@@ -39,6 +44,7 @@ class AlwaysSilent(Policy):
         return PolicyStep("silent")
 
 
+@BASELINES.register("always-respond")
 class AlwaysRespond(Policy):
     name = "always-respond"
     needs_frames = False
@@ -50,6 +56,7 @@ class AlwaysRespond(Policy):
         return PolicyStep("respond", self.text, len(self.text.split()))
 
 
+@BASELINES.register("oracle")
 class Oracle(Policy):
     """Answers each gold answer's text exactly at its due step. Reads the gold: a baseline only."""
 
@@ -90,11 +97,6 @@ class SessionPolicy(Policy):
         return PolicyStep(res.action, res.text, res.n_tokens)
 
 
-BASELINES = {cls.name: cls for cls in (AlwaysSilent, AlwaysRespond, Oracle)}
-
-
 def make_baseline(name: str) -> Policy:
-    try:
-        return BASELINES[name]()
-    except KeyError:
-        raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}") from None
+    """A registered baseline policy by name (``eval run --baseline NAME``)."""
+    return BASELINES.get(name)()

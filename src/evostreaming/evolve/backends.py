@@ -7,18 +7,13 @@
 
 from __future__ import annotations
 
-import base64
-import io
-import json
-import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
+
+from evostreaming.utils.openai_client import ChatClient, RemoteError, image_data_url
 
 
 @dataclass
@@ -78,11 +73,13 @@ class BackendError(RuntimeError):
 
 
 class OpenAIBackend:
-    """Chat completions against ``base_url`` (e.g. ``http://localhost:8000/v1``) for model ``model``.
+    """Chat completions against ``base_url`` (e.g. ``http://localhost:8000/v1``) for model ``model``,
+    through the shared client (``utils.openai_client``: timeouts, retries with backoff, bounded
+    concurrency).
 
     The request carries the same system prompt and user turn (images first, then the text) as
     ``LocalBackend`` builds, so a served model sees what the local one would. Frames travel as PNG
-    (lossless). Transient failures (connection errors, 429, 5xx) are retried with backoff.
+    (lossless).
     """
 
     def __init__(
@@ -95,57 +92,27 @@ class OpenAIBackend:
         timeout_s: float = 120.0,
         system: str | None = "You are a helpful assistant.",
         retries: int = 3,
-        backoff_s: float = 1.0,
     ):
-        self.base_url = base_url.rstrip("/")
-        self.model, self.api_key = model, api_key
-        self.concurrency, self.timeout_s = concurrency, timeout_s
-        self.system, self.retries, self.backoff_s = system, retries, backoff_s
+        self.client = ChatClient(
+            base_url, model, api_key=api_key, timeout_s=timeout_s, retries=retries, concurrency=concurrency
+        )
+        self.system = system
         self.name = model
 
-    @staticmethod
-    def _data_url(frame) -> str:
-        buf = io.BytesIO()
-        _pil(frame).save(buf, format="PNG")
-        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-    def _one(self, req: Request, max_new_tokens: int, temperature: float, seed: int) -> str:
-        content = [{"type": "image_url", "image_url": {"url": self._data_url(f)}} for f in req.frames]
+    def _messages(self, req: Request) -> list[dict]:
+        content = [{"type": "image_url", "image_url": {"url": image_data_url(f)}} for f in req.frames]
         content.append({"type": "text", "text": req.prompt})
         messages = [{"role": "system", "content": self.system}] if self.system else []
-        body = {
-            "model": self.model,
-            "messages": messages + [{"role": "user", "content": content}],
-            "max_tokens": max_new_tokens,
-            "temperature": temperature,
-            "seed": seed,
-        }
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        url = f"{self.base_url}/chat/completions"
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            http = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
-            try:
-                with urllib.request.urlopen(http, timeout=self.timeout_s) as resp:
-                    return (json.loads(resp.read())["choices"][0]["message"]["content"] or "").strip()
-            except urllib.error.HTTPError as e:
-                last = f"HTTP {e.code}"
-                if e.code != 429 and e.code < 500:  # a bad request will not get better
-                    break
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-                last = str(getattr(e, "reason", e))
-        raise BackendError(
-            f"{url}: request for model {self.model!r} failed after {attempt + 1} attempt(s) ({last}); "
-            "check that the server is up and serves this model name (GET /v1/models)"
-        )
+        return messages + [{"role": "user", "content": content}]
 
     def generate(
         self, requests: list[Request], *, max_new_tokens: int = 32, temperature: float = 0.0, seed: int = 0
     ) -> list[str]:
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            futures = [pool.submit(self._one, r, max_new_tokens, temperature, seed + i) for i, r in enumerate(requests)]
-            return [f.result() for f in futures]
+        params = [
+            {"max_tokens": max_new_tokens, "temperature": temperature, "seed": seed + i} for i in range(len(requests))
+        ]
+        try:
+            outs = self.client.chat_many([self._messages(r) for r in requests], params)
+        except RemoteError as exc:
+            raise BackendError(str(exc)) from exc
+        return [o.strip() for o in outs]

@@ -59,6 +59,9 @@ class EvolveConfig:
     # so that the next round's model can still generate and annotate
     replay_annotations: float = 0.0
 
+    def __post_init__(self) -> None:
+        self.check()
+
     def check(self) -> None:
         """Raise ValueError (with the fix) for settings that cannot work, before any work is done."""
         for flag, value in (("--replay", self.replay), ("--replay-annotations", self.replay_annotations)):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,18 +46,50 @@ class StageContext:
         return self.frames_cache[video.id]
 
 
-def _append(path: Path, rows: Iterable[dict]) -> None:
-    append_jsonl(path, rows)
-
-
 def _chunks(items: list, n: int):
     for i in range(0, len(items), n):
         yield items[i : i + n]
 
 
-def _todo(path: Path, videos: list[PoolVideo], key=lambda r: r["video"]) -> list[PoolVideo]:
-    done = {key(r) for r in read_jsonl(path)}
-    return [v for v in videos if v.id not in done]
+def _video_id(video: PoolVideo) -> str:
+    return video.id
+
+
+def _row_video(row: dict) -> str:
+    return row["video"]
+
+
+def _row_pair(row) -> tuple[str, str]:
+    return (row["video"], row["question"])
+
+
+def run_stage(
+    ctx: StageContext,
+    name: str,
+    items: list,
+    item_key: Callable[[object], Hashable],
+    row_key: Callable[[dict], Hashable],
+    chunk: int,
+    work: Callable[[list, int], list[dict]],
+    summarize: Callable[[list[dict]], dict],
+    file: str | None = None,
+) -> list[dict]:
+    """The loop every generating stage shares: skip the items whose rows ``<name>.jsonl`` already
+    holds (``item_key(item) == row_key(row)``), run ``work(chunk, done_before)`` on the rest chunk by
+    chunk, append its rows (flushed, so a crash loses at most one chunk), report progress, and record
+    ``summarize(all rows)`` in ``stage_report.json``. Returns every row of the file (``file``,
+    default ``<name>.jsonl``)."""
+    path = ctx.out_dir / (file or f"{name}.jsonl")
+    finished = {row_key(r) for r in read_jsonl(path)}
+    todo = [it for it in items if item_key(it) not in finished]
+    done = len(items) - len(todo)
+    for part in _chunks(todo, max(1, chunk)):
+        append_jsonl(path, work(part, done))
+        done += len(part)
+        _tick(ctx, name, done, len(items))
+    rows = read_jsonl(path)
+    _report(ctx, name, summarize(rows))
+    return rows
 
 
 def _report(ctx: StageContext, stage: str, counts: dict) -> None:
@@ -83,23 +115,17 @@ def parse_task_type(text: str, task_types: list[str]) -> str | None:
 
 
 def stage_taxonomy(ctx: StageContext, videos: list[PoolVideo]) -> list[dict]:
-    path = ctx.out_dir / "taxonomy.jsonl"
-    todo = _todo(path, videos)
-    done = len(videos) - len(todo)
-    for chunk in _chunks(todo, ctx.chunk):
+    def work(chunk: list[PoolVideo], done: int) -> list[dict]:
         outs = ctx.backend.generate([Request(ctx.frames(v), ctx.prompts.taxonomy) for v in chunk], max_new_tokens=12)
-        _append(
-            path,
-            [
-                {"video": v.id, "task_type": parse_task_type(o, ctx.prompts.task_types), "raw": o, **ctx.stamp()}
-                for v, o in zip(chunk, outs, strict=True)
-            ],
-        )
-        done += len(chunk)
-        _tick(ctx, "taxonomy", done, len(videos))
-    rows = read_jsonl(path)
-    _report(ctx, "taxonomy", {"videos": len(rows), "unparsed": sum(r["task_type"] is None for r in rows)})
-    return rows
+        return [
+            {"video": v.id, "task_type": parse_task_type(o, ctx.prompts.task_types), "raw": o, **ctx.stamp()}
+            for v, o in zip(chunk, outs, strict=True)
+        ]
+
+    def summarize(rows: list[dict]) -> dict:
+        return {"videos": len(rows), "unparsed": sum(r["task_type"] is None for r in rows)}
+
+    return run_stage(ctx, "taxonomy", videos, _video_id, _row_video, ctx.chunk, work, summarize)
 
 
 def balance(rows: list[dict], task_types: list[str], per_type: int, seed: int) -> list[dict]:
@@ -128,11 +154,9 @@ def clean_question(text: str) -> str | None:
 def stage_questions(
     ctx: StageContext, selected: list[dict], videos: dict[str, PoolVideo], k: int, temperature: float = 1.0
 ) -> list[dict]:
-    path = ctx.out_dir / "questions.jsonl"
-    todo = _todo(path, [videos[r["video"]] for r in selected])
     types = {r["video"]: r["task_type"] for r in selected}
-    done = len(selected) - len(todo)
-    for chunk in _chunks(todo, max(1, ctx.chunk // max(1, k))):
+
+    def work(chunk: list[PoolVideo], done: int) -> list[dict]:
         reqs = [
             Request(ctx.frames(v), ctx.prompts.question.format(task_type=types[v.id])) for v in chunk for _ in range(k)
         ]
@@ -156,21 +180,18 @@ def stage_questions(
                     **ctx.stamp(),
                 }
             )
-        _append(path, rows)
-        done += len(chunk)
-        _tick(ctx, "questions", done, len(selected))
-    rows = read_jsonl(path)
-    _report(
-        ctx,
-        "questions",
-        {
+        return rows
+
+    def summarize(rows: list[dict]) -> dict:
+        return {
             "videos": len(rows),
             "questions": sum(len(r["questions"]) for r in rows),
             "malformed": sum(r["malformed"] for r in rows),
             "duplicates": sum(r["duplicates"] for r in rows),
-        },
-    )
-    return rows
+        }
+
+    items = [videos[r["video"]] for r in selected]
+    return run_stage(ctx, "questions", items, _video_id, _row_video, ctx.chunk // max(1, k), work, summarize)
 
 
 # -- 3. relevance annotation -------------------------------------------------------------------
@@ -189,12 +210,7 @@ def segment(frames, k: int):
 
 
 def stage_relevance(ctx: StageContext, questions: list[dict], videos: dict[str, PoolVideo]) -> list[dict]:
-    path = ctx.out_dir / "relevance.jsonl"
-    items = [(r["video"], q) for r in questions for q in r["questions"]]
-    done_keys = {(r["video"], r["question"]) for r in read_jsonl(path)}
-    todo = [it for it in items if it not in done_keys]
-    done = len(items) - len(todo)
-    for chunk in _chunks(todo, max(1, ctx.chunk // 8)):
+    def work(chunk: list[tuple[str, str]], done: int) -> list[dict]:
         reqs, spans = [], []
         for vid, q in chunk:
             frames = ctx.frames(videos[vid])
@@ -214,21 +230,18 @@ def stage_relevance(ctx: StageContext, questions: list[dict], videos: dict[str, 
                     **ctx.stamp(),
                 }
             )
-        _append(path, rows)
-        done += len(chunk)
-        _tick(ctx, "relevance", done, len(items))
-    rows = read_jsonl(path)
-    _report(
-        ctx,
-        "relevance",
-        {
+        return rows
+
+    def summarize(rows: list[dict]) -> dict:
+        return {
             "pairs": len(rows),
             "segments": sum(len(r["relevance"]) for r in rows),
             "relevant": sum(sum(r["relevance"]) for r in rows),
             "unparsed": sum(r["unparsed"] for r in rows),
-        },
-    )
-    return rows
+        }
+
+    items = [(r["video"], q) for r in questions for q in r["questions"]]
+    return run_stage(ctx, "relevance", items, lambda it: it, _row_pair, ctx.chunk // 8, work, summarize)
 
 
 # -- 4. causal roll-out ------------------------------------------------------------------------
@@ -259,7 +272,6 @@ def stage_rollout(
     model's relevance labels are replaced by random ones with the same rate (the ablation).
     Questions about videos listed in ``ask_at_start`` (e.g. of the forward task types, whose
     evidence comes later) are asked at the first step instead of a random one."""
-    path = ctx.out_dir / "rollouts.jsonl"
     rng = random.Random(ctx.seed)
     items = relevance
     if len(items) > n_samples:
@@ -274,10 +286,8 @@ def stage_rollout(
     for key in asks:
         if ask_at_start and key[0] in ask_at_start:
             asks[key] = 0
-    done_keys = {(r["video"], r["question"]) for r in read_jsonl(path)}
-    todo = [r for r in items if (r["video"], r["question"]) not in done_keys]
-    done = len(items) - len(todo)
-    for chunk in _chunks(todo, max(1, ctx.chunk // 4)):
+
+    def work(chunk: list[dict], done: int) -> list[dict]:
         reqs, where = [], []
         for r in chunk:
             frames = ctx.frames(videos[r["video"]])
@@ -314,23 +324,18 @@ def stage_rollout(
                     **ctx.stamp(),
                 }
             )
-        _append(path, rows)
-        done += len(chunk)
-        _tick(ctx, "rollout", done, len(items))
-    rows = read_jsonl(path)
-    responses = sum(1 for r in rows for s in r["steps"] if s["reply"] != silence_marker)
-    _report(
-        ctx,
-        "rollout",
-        {
+        return rows
+
+    def summarize(rows: list[dict]) -> dict:
+        return {
             "trajectories": len(rows),
             "steps": sum(len(r["steps"]) for r in rows),
-            "responses": responses,
+            "responses": sum(1 for r in rows for s in r["steps"] if s["reply"] != silence_marker),
             "empty_answers": sum(r["empty_answers"] for r in rows),
             "repeated_answers": sum(r["repeated_answers"] for r in rows),
-        },
-    )
-    return rows
+        }
+
+    return run_stage(ctx, "rollout", items, _row_pair, _row_pair, ctx.chunk // 4, work, summarize, "rollouts.jsonl")
 
 
 # -- 5. standardization ------------------------------------------------------------------------

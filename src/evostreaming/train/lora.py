@@ -20,7 +20,7 @@ import math
 import random
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -28,28 +28,8 @@ from rich.console import Console
 
 from evostreaming.stream.conversation import Turn, render_conversation, render_offline
 from evostreaming.train.checkpoint import load_training_state, save_checkpoint
+from evostreaming.train.config import LoraTrainConfig
 from evostreaming.utils.progress import job_progress
-
-
-@dataclass
-class LoraTrainConfig:
-    rank: int = 8
-    alpha: int = 32
-    dropout: float = 0.05
-    lr: float = 1e-4
-    batch_size: int = 8
-    epochs: float = 1.0
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    seed: int = 0
-    checkpoint_every: int = 50
-    max_pixels: int = 448 * 448
-    # fraction of silent steps that carry loss (the rest stay in context). 1.0 = the paper's
-    # recipe (every assistant turn); lower values rebalance streams where silence dominates
-    silent_keep: float = 1.0
-    # train the embedding and output rows of a single-token silence marker (PEFT trainable tokens),
-    # as for any newly added token: LoRA on the layers alone cannot make a never-emitted token likely
-    train_marker_rows: bool = True
 
 
 class TrainDataError(ValueError):

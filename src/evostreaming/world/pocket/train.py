@@ -47,6 +47,43 @@ class PocketTrainConfig:
     checkpoint_every: int = 250
     log_every: int = 25
 
+    def __post_init__(self) -> None:
+        """Settings that cannot work raise ValueError, with the fix, before any work."""
+        if bad := sorted(set(self.perception_openers) - set(PERCEPTION_OPENERS)):
+            raise ValueError(f"--perception-opener {', '.join(bad)}: use kind_list, inventory or direct")
+        for kind, weight in self.mixture.items():
+            if not _weight_ok(kind, weight):
+                raise ValueError(_mix_error(f"{kind}={weight}"))
+        if not any(self.mixture.values()):
+            raise ValueError("--mix: every weight is 0; keep at least one kind")
+        if not 0.0 <= self.frames_per_turn <= 1.0:
+            raise ValueError(f"--frames-per-turn is a fraction of examples, in [0, 1]; got {self.frames_per_turn}")
+        if self.vision_steps < 0:
+            raise ValueError(f"--vision-steps must be 0 (skip stage 0) or more; got {self.vision_steps}")
+
+
+def _weight_ok(kind: str, weight: float) -> bool:
+    return kind in WEIGHTS and math.isfinite(weight) and weight >= 0
+
+
+def _mix_error(item: str) -> str:
+    return f"--mix {item!r}: use KIND=WEIGHT with a weight >= 0 and KIND one of {', '.join(WEIGHTS)}"
+
+
+def parse_mix(items: list[str]) -> dict[str, float]:
+    """The training mixture: ``supervision.WEIGHTS`` with each ``KIND=WEIGHT`` item applied (0 drops a kind)."""
+    mixture = dict(WEIGHTS)
+    for item in items:
+        kind, _, weight = item.partition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = -1.0
+        if not _weight_ok(kind, value):
+            raise ValueError(_mix_error(item))
+        mixture[kind] = value
+    return mixture
+
 
 def _schedule(cfg: PocketTrainConfig):
     def f(step: int) -> float:

@@ -1,4 +1,5 @@
-"""The main job: EvoStreaming on the pocket model in ShapesWorld, end to end on a CPU.
+"""The main job (``make demo`` = ``evostreaming demo``): EvoStreaming on the pocket model in
+ShapesWorld, end to end on a CPU.
 
 1. evaluate the vanilla pocket model with RealStreamEval on a held-out streaming benchmark;
 2. run one EvoStreaming round (~1,000 self-generated trajectories, LoRA);
@@ -162,10 +163,37 @@ def check_resumable(output: Path, cfg: DemoConfig) -> None:
     path.write_text(json.dumps(stamp, indent=1))
 
 
+def run_demo(
+    output: Path,
+    *,
+    quick: bool = False,
+    console: Console | None = None,
+    replay: float | None = None,
+    replay_annotations: float = 0.0,
+) -> dict:
+    """``evostreaming demo``: the main job with ``DemoConfig`` (or its quick variant); ``replay=None``
+    keeps ``DemoConfig``'s. Raises ValueError before any work for bad settings, a folder holding
+    another run, or missing pocket weights."""
+    from evostreaming.models.pocket import WEIGHTS_DIR, pocket_available
+
+    if not pocket_available():
+        raise ValueError(
+            f"the pocket model's weights are missing ({WEIGHTS_DIR}); reinstall evostreaming from a full clone, "
+            "or train them with `evostreaming world train-pocket --output DIR`"
+        )
+    console = console or Console()
+    cfg = DemoConfig.quick() if quick else DemoConfig()
+    cfg.replay_annotations = replay_annotations
+    if replay is not None:
+        cfg.replay = replay
+    console.print("EvoStreaming main job on the pocket model" + (" (quick)" if quick else " (~10 min on 2 cores)"))
+    return run_main_job(output, cfg, console)  # checks the settings before creating anything
+
+
 def run_main_job(output: Path, cfg: DemoConfig, console: Console) -> dict:
     """Raises ValueError (before any work) for settings the round cannot use, or for an output
     folder holding another run."""
-    cfg.evolve().check()
+    cfg.evolve()  # EvolveConfig checks its settings on construction
     check_resumable(output, cfg)
     t0 = time.time()
     bench = output / "bench"

@@ -1,0 +1,3 @@
+from evostreaming.cli import main
+
+main()

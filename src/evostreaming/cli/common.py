@@ -1,0 +1,72 @@
+"""What every command shares: the two consoles, the one way to fail, and the options defined once."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import typing
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str) -> typing.NoReturn:
+    """A user error: one line on stderr, exit code 2."""
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(2)
+
+
+# -- options shared by several commands (help written once) --------------------------------------
+MODEL_HELP = "model spec: pocket, pocket:DIR, tiny:<family>, a local folder or a hub id"
+ModelArg = Annotated[str, typer.Argument(help=MODEL_HELP)]
+ModelOpt = Annotated[str, typer.Option(help=MODEL_HELP)]
+AdapterOpt = Annotated[Path | None, typer.Option(help="a PEFT LoRA adapter folder to apply on the model")]
+JudgeOpt = Annotated[str, typer.Option(help="rule | embedding | openai:URL,model=NAME")]
+TimelinesOpt = Annotated[int, typer.Option(help="timeline PNGs to draw (-1 = all)")]
+SilenceThresholdOpt = Annotated[
+    float | None,
+    typer.Option(help="silent iff P(marker) >= this (higher = more talkative); default: greedy decision"),
+]
+
+
+def config_options(config_cls: type, into: str):
+    """Give a command one option per field of the dataclass ``config_cls`` whose metadata has a
+    ``help`` (default from the field, flag from ``metadata['flag']`` or the field name) and pass them
+    to it as one ``config_cls(...)`` in its parameter ``into``. The help lives on the config field,
+    so commands sharing a config share its flags; a ValueError from the config's own checks ends the
+    command as a user error, before any work."""
+    hints = typing.get_type_hints(config_cls)
+    fields = [f for f in dataclasses.fields(config_cls) if "help" in f.metadata]
+
+    def decorate(command):
+        extra = []
+        for f in fields:
+            flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+            decls = (f"{flag}/--no-{flag[2:]}",) if hints[f.name] is bool else (flag,)
+            annotation = Annotated[hints[f.name], typer.Option(*decls, help=f.metadata["help"])]
+            extra.append(
+                inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=annotation)
+            )
+
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            values = {f.name: kwargs.pop(f.name) for f in fields}
+            try:
+                config = config_cls(**values)
+            except ValueError as exc:
+                fail(str(exc))
+            return command(*args, **kwargs, **{into: config})
+
+        signature = inspect.signature(command, eval_str=True)  # typer takes these annotations as they are
+        kept = [p for p in signature.parameters.values() if p.name != into]
+        wrapper.__signature__ = signature.replace(parameters=kept + extra)
+        wrapper.__annotations__ = {k: v for k, v in command.__annotations__.items() if k != into}
+        return wrapper
+
+    return decorate

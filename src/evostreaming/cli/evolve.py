@@ -1,0 +1,128 @@
+"""``evostreaming evolve``: EvoStreaming rounds (self-generated data, LoRA) and a trajectory viewer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from evostreaming.cli.common import ModelOpt, config_options, console, err, fail
+from evostreaming.train.config import LoraTrainConfig
+
+app = typer.Typer(help="EvoStreaming: self-evolution of the interaction policy.", no_args_is_help=True)
+
+
+def _pool(videos: Path | None, world_seed: int | None, n_videos: int):
+    from evostreaming.evolve.pool import folder_pool, world_pool
+
+    if (videos is None) == (world_seed is None):
+        fail("give exactly one of --videos DIR or --world-seed S")
+    if videos is not None:
+        try:
+            return folder_pool(videos)
+        except FileNotFoundError as exc:
+            fail(str(exc))
+    return world_pool(world_seed, n_videos)
+
+
+@app.command("run")
+@config_options(LoraTrainConfig, into="lora")
+def evolve_run(
+    model: ModelOpt,
+    output: Path = typer.Option(..., help="output folder; round-<i>/adapter/ per round; re-run resumes"),
+    videos: Path | None = typer.Option(None, help="a folder of videos as the pool"),
+    world_seed: int | None = typer.Option(None, help="use ShapesWorld scenes as the pool"),
+    n_videos: int = typer.Option(1200, help="pool size for --world-seed"),
+    n_samples: int = typer.Option(1000, help="trajectories per round"),
+    rounds: int = typer.Option(1),
+    questions_per_video: int = typer.Option(2),
+    random_relevance: bool = typer.Option(False, help="ablation: random relevance labels at the same rate"),
+    server: str | None = typer.Option(
+        None, help="generate on an OpenAI-compatible server (vLLM/SGLang), e.g. http://localhost:8000/v1"
+    ),
+    server_model: str | None = typer.Option(None, help="model name on the server; {round} is the round index"),
+    concurrency: int = typer.Option(16, help="concurrent requests to --server"),
+    ask_at_start: list[str] = typer.Option(
+        [],
+        help="a task type whose questions are asked at the first step (their evidence comes later); repeatable",
+    ),
+    replay: float = typer.Option(
+        0.0, help="self-replay: add this fraction (x trajectories) of the model's own offline answers to training"
+    ),
+    replay_annotations: float = typer.Option(
+        0.0, help="self-replay of the model's own task types, questions and relevance labels (x trajectories)"
+    ),
+    seed: int = typer.Option(0),
+    lora: LoraTrainConfig = None,
+) -> None:
+    """Run EvoStreaming rounds end to end (taxonomy, questions, relevance, roll-out, standardize, LoRA)."""
+    from rich.progress import Progress
+
+    from evostreaming.evolve.backends import BackendError
+    from evostreaming.evolve.pipeline import EvolveConfig, run_evolution
+
+    pool = _pool(videos, world_seed, n_videos)
+    try:
+        cfg = EvolveConfig(
+            n_samples=n_samples,
+            rounds=rounds,
+            questions_per_video=questions_per_video,
+            seed=seed,
+            random_relevance=random_relevance,
+            lora=lora,
+            server_url=server,
+            server_model=server_model,
+            server_concurrency=concurrency,
+            ask_at_start_types=tuple(ask_at_start),
+            replay=replay,
+            replay_annotations=replay_annotations,
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    with Progress(console=err) as progress:
+        tasks: dict[str, int] = {}
+
+        def report(stage, done, total):
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        try:
+            adapters = run_evolution(model, pool, output, cfg, err, report)
+        except BackendError as exc:
+            fail(f"{exc}. Finished items are kept in {output}; re-run the same command to resume.")
+    for i, a in enumerate(adapters, start=1):
+        console.print(f"round {i}: adapter {a}")
+
+
+@app.command("show")
+def evolve_show(
+    path: Path = typer.Argument(..., help="a round folder (rollouts.jsonl) or a rollouts/train JSONL file"),
+    index: int = typer.Option(0, help="which trajectory"),
+) -> None:
+    """Print one trajectory as a readable timeline."""
+    import json
+
+    from rich.table import Table
+
+    file = path / "rollouts.jsonl" if path.is_dir() else path
+    if not file.exists():
+        fail(f"{file}: no such file")
+    rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    if not 0 <= index < len(rows):
+        fail(f"{file}: has {len(rows)} trajectories; --index must be in [0, {len(rows) - 1}]")
+    row = rows[index]
+    if row.get("layout") == "offline":
+        turn = row["turns"][0]
+        console.print(f"{row['video']}: offline replay ({row.get('source', 'answer')}), frames {row['frames']}")
+        console.print(f"  user: {turn['user_text']}\n  assistant: {turn['reply']}")
+        return
+    steps = row.get("steps") or [{"step": k, **t} for k, t in enumerate(row["turns"])]
+    fps = row.get("fps", 0.5)
+    table = Table(title=f"{row['video']}  ({row.get('question', '')})")
+    table.add_column("time", justify="right")
+    table.add_column("user")
+    table.add_column("assistant")
+    for s in steps:
+        table.add_row(f"{s['step'] / fps:.0f}s", s.get("user_text") or "", s["reply"])
+    console.print(table)

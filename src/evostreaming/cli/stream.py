@@ -1,0 +1,68 @@
+"""``evostreaming stream``: watch a file, camera or network stream live."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import typer
+
+from evostreaming.cli.common import AdapterOpt, ModelArg, SilenceThresholdOpt, console, err, fail
+
+
+def stream(
+    model: ModelArg,
+    source: str = typer.Argument(..., help="video file, image folder, camera index, or rtsp/http URL"),
+    fps: float = typer.Option(0.5, help="frames per second fed to the model"),
+    query: list[str] = typer.Option([], "--query", help="user text; repeat for several turns"),
+    query_at: list[float] = typer.Option([], "--query-at", help="stream time (s) of each --query; default 0"),
+    memory_window: float = typer.Option(
+        0.0, help="keep only the last SECONDS of frames in the KV cache (0 = unbounded)"
+    ),
+    max_text_turns: int = typer.Option(64, help="bounded mode: text turns kept after their frames are evicted"),
+    jsonl: Path | None = typer.Option(None, help="write every step (time, action, text, latency) here"),
+    silence_marker: str = typer.Option("<silent>", help="the assistant's 'nothing to say' reply"),
+    silence_threshold: SilenceThresholdOpt = None,
+    system_prompt: str | None = typer.Option(None, help="override the system prompt ({marker} is substituted)"),
+    max_new_tokens: int = typer.Option(64, help="longest response, in tokens"),
+    max_pixels: int = typer.Option(448 * 448, help="resize frames to at most this many pixels"),
+    max_steps: int | None = typer.Option(None, help="stop after this many frames (for endless sources)"),
+    adapter: AdapterOpt = None,
+    dtype: str = typer.Option("auto", help="model dtype: auto, float32, bfloat16, float16"),
+) -> None:
+    """Watch SOURCE with MODEL; print each response with its stream time as it happens."""
+    from evostreaming.models import ModelLoadError, load_model
+    from evostreaming.stream.display import StreamDisplay
+    from evostreaming.stream.memory import MemoryPolicy
+    from evostreaming.stream.runner import UserTurn, run_stream
+    from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT, SessionConfig, StreamingSession
+    from evostreaming.video.sources import VideoSourceError, open_source
+
+    if query_at and len(query_at) != len(query):
+        fail(f"got {len(query)} --query but {len(query_at)} --query-at; give one time per query or none")
+    times = list(query_at) if query_at else [0.0] * len(query)
+    turns = [UserTurn(t, q) for t, q in zip(times, query, strict=True)]
+    try:
+        frames = open_source(source, fps=fps, max_pixels=max_pixels)
+    except VideoSourceError as exc:
+        fail(str(exc))
+    try:
+        loaded = load_model(model, dtype=dtype, adapter_dir=str(adapter) if adapter else None)
+    except (ModelLoadError, ValueError) as exc:
+        fail(str(exc))
+    window = math.ceil(memory_window * fps) if memory_window > 0 else None
+    config = SessionConfig(
+        system_prompt=system_prompt or DEFAULT_SYSTEM_PROMPT,
+        silence_marker=silence_marker,
+        silence_threshold=silence_threshold,
+        max_new_tokens=max_new_tokens,
+        memory=MemoryPolicy(window_frames=window, max_text_turns=max_text_turns),
+    )
+    session = StreamingSession(loaded.model, loaded.processor, loaded.adapter, config)
+    with StreamDisplay(console, title=f"{model} on {source}") as display:
+        try:
+            results = run_stream(session, frames, turns, on_step=display.update, jsonl=jsonl, max_steps=max_steps)
+        except VideoSourceError as exc:
+            fail(str(exc))
+    n_resp = sum(r.action == "respond" for r in results)
+    err.print(f"{len(results)} steps, {n_resp} responses" + (f"; steps written to {jsonl}" if jsonl else ""))

@@ -1,1 +1,0 @@
-"""Dataset adapters: external benchmarks -> RealStreamEval samples."""

@@ -1,0 +1,96 @@
+"""The LLM judge: any OpenAI-compatible chat endpoint (vLLM, SGLang, hosted APIs) through the shared
+client (``utils.openai_client``: timeouts, retries with backoff), with an on-disk cache keyed by the
+input hash. A failure returns None: the protocol records it and reports it; it is never scored as 0
+silently."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+from evostreaming.eval.judges.base import JUDGES, Judge
+from evostreaming.eval.judges.rule import RuleJudge
+from evostreaming.eval.schema import GoldAnswer
+from evostreaming.utils.openai_client import ChatClient, RemoteError
+
+JUDGE_PROMPT = """You grade answers from a video assistant.
+Question context: {question}
+Reference answer: {gold}
+Assistant's answer: {response}
+
+Does the assistant's answer convey the same information as the reference answer?
+Reply with only a JSON object: {{"score": S}} where S is 1 for correct, 0 for wrong, or a value
+in between for partially correct."""
+
+
+class JudgeError(RuntimeError):
+    pass
+
+
+class OpenAIJudge(Judge):
+    """LLM judge over an OpenAI-compatible ``/v1/chat/completions`` endpoint."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        cache_dir: str | Path | None = None,
+        retries: int = 4,
+        timeout_s: float = 60.0,
+        question: str = "",
+    ):
+        self.client = ChatClient(base_url, model, api_key=api_key, timeout_s=timeout_s, retries=retries)
+        self.base_url, self.model = self.client.base_url, model
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.question = question
+        self.failures: list[str] = []
+
+    def _key(self, prompt: str) -> str:
+        return hashlib.sha256(json.dumps([self.model, prompt]).encode()).hexdigest()
+
+    def _request(self, prompt: str) -> float:
+        content = self.client.chat([{"role": "user", "content": prompt}], temperature=0, max_tokens=20)
+        m = re.search(r'"score"\s*:\s*([0-9.]+)', content) or re.search(r"\b([01](?:\.\d+)?)\b", content)
+        if not m:
+            raise JudgeError(f"unparseable judge reply: {content[:80]!r}")
+        return min(1.0, max(0.0, float(m.group(1))))
+
+    def __call__(self, response: str, gold: GoldAnswer) -> float | None:
+        if gold.judge != "text":
+            return RuleJudge()(response, gold)
+        prompt = JUDGE_PROMPT.format(question=self.question or "(see reference)", gold=gold.answer, response=response)
+        key = self._key(prompt)
+        cached = self.cache_dir / f"{key}.json" if self.cache_dir else None
+        if cached and cached.exists():
+            return json.loads(cached.read_text())["score"]
+        try:
+            score = self._request(prompt)
+        except (RemoteError, JudgeError) as exc:
+            self.failures.append(f"{key[:12]}: {exc}")
+            return None
+        if cached:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            cached.write_text(json.dumps({"score": score, "prompt": prompt}))
+        return score
+
+
+def _from_spec(args: str | None, cache_dir: Path | None) -> OpenAIJudge:
+    """``URL,model=NAME[,key=ENVVAR]`` (the API key is read from ENVVAR, default OPENAI_API_KEY)."""
+    parts = (args or "").split(",")
+    url, opts = parts[0], dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+    if not url or "model" not in opts:
+        raise ValueError(
+            f"judge 'openai:{args or ''}': add ',model=NAME' (e.g. openai:http://localhost:8000/v1,model=Qwen2.5-7B)"
+        )
+    key = os.environ.get(opts.get("key", "OPENAI_API_KEY"))
+    return OpenAIJudge(url, opts["model"], api_key=key, cache_dir=cache_dir)
+
+
+JUDGES.register("openai", _from_spec)

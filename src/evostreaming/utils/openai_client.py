@@ -1,0 +1,83 @@
+"""The one client for OpenAI-compatible chat servers (vLLM, SGLang, hosted APIs), on the official
+``openai`` SDK: its timeouts and its retries with exponential backoff (connection errors, 408, 409,
+429 and 5xx), plus bounded concurrency for batches. Used by the LLM judge and the evolve server
+backend. A request that still fails raises ``RemoteError`` naming the URL, the model and the status.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+
+class RemoteError(RuntimeError):
+    pass
+
+
+def image_data_url(frame) -> str:
+    """A frame (PIL image or uint8 array) as a lossless PNG data URL for an ``image_url`` item."""
+    image = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, np.uint8))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def normalize_base_url(url: str) -> str:
+    """``http://host:8000`` and ``http://host:8000/v1/`` both mean ``http://host:8000/v1``."""
+    url = url.rstrip("/")
+    return url if url.endswith("/v1") else url + "/v1"
+
+
+@dataclass
+class ChatClient:
+    base_url: str
+    model: str
+    api_key: str | None = None
+    timeout_s: float = 120.0
+    retries: int = 3
+    concurrency: int = 8
+    _client: object = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from openai import OpenAI
+
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
+        self.base_url = normalize_base_url(self.base_url)
+        # local servers take any key; the SDK insists on one
+        self._client = OpenAI(
+            base_url=self.base_url, api_key=self.api_key or "EMPTY", timeout=self.timeout_s, max_retries=self.retries
+        )
+
+    def chat(self, messages: list[dict], **params) -> str:
+        """One chat completion's text (``params``: max_tokens, temperature, seed, ...)."""
+        import openai
+
+        url = f"{self.base_url}/chat/completions"
+        attempts = f"after {self.retries + 1} attempt(s)"
+        try:
+            resp = self._client.chat.completions.create(model=self.model, messages=messages, **params)
+        except openai.APIStatusError as exc:
+            if exc.status_code not in (408, 409, 429) and exc.status_code < 500:
+                attempts = "not retried: a client error"
+            raise RemoteError(
+                f"{url}: model {self.model!r}: HTTP {exc.status_code} ({attempts}); check that the server is up "
+                "and serves this model name (GET /v1/models)"
+            ) from exc
+        except openai.APIError as exc:  # connection refused, timeout, unreadable reply
+            raise RemoteError(f"{url}: model {self.model!r}: {exc} ({attempts}); is the server up?") from exc
+        try:
+            return resp.choices[0].message.content or ""
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise RemoteError(f"{url}: model {self.model!r}: a reply without choices[0].message") from exc
+
+    def chat_many(self, conversations: list[list[dict]], params: list[dict]) -> list[str]:
+        """``chat`` for each conversation, at most ``concurrency`` in flight; results in order."""
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            futures = [pool.submit(self.chat, m, **p) for m, p in zip(conversations, params, strict=True)]
+            return [f.result() for f in futures]
