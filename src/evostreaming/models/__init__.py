@@ -1,25 +1,24 @@
-"""Models: loading by spec, one file per family (adapter + tiny twin), the pocket model; imports no other layer."""
+"""Models: loading by spec, one file per family (adapter + tiny twin), the pocket model; imports only utils."""
 
-from evostreaming.models.adapter import EncodedSegment, FamilyAdapter
-from evostreaming.models.family import FAMILIES, Family, adapter_for, family_names, register_family
-from evostreaming.models.loading import LoadedModel, load_model
-from evostreaming.models.specs import SCHEMES, ModelLoadError, ModelSpec, parse_spec
-from evostreaming.models.tiny import TinyModel, build_tiny
+from evostreaming.utils.lazy import lazy_exports
 
-__all__ = [
-    "FAMILIES",
-    "SCHEMES",
-    "EncodedSegment",
-    "Family",
-    "FamilyAdapter",
-    "LoadedModel",
-    "ModelLoadError",
-    "ModelSpec",
-    "TinyModel",
-    "adapter_for",
-    "build_tiny",
-    "family_names",
-    "load_model",
-    "parse_spec",
-    "register_family",
-]
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "EncodedSegment": "adapter",
+        "FamilyAdapter": "adapter",
+        "FAMILIES": "family",
+        "Family": "family",
+        "adapter_for": "family",
+        "family_names": "family",
+        "register_family": "family",
+        "LoadedModel": "loading",
+        "load_model": "loading",
+        "SCHEMES": "specs",
+        "ModelLoadError": "specs",
+        "ModelSpec": "specs",
+        "parse_spec": "specs",
+        "TinyModel": "tiny",
+        "build_tiny": "tiny",
+    },
+)

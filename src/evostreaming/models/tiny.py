@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from transformers import PreTrainedModel, ProcessorMixin
 
 # Small text tower shared by every tiny model: 2 layers, 4 heads of 16 dims.
@@ -31,8 +32,31 @@ class TinyModel:
     family: str
 
 
+def rope(**extra) -> dict:
+    """Default RoPE parameters (a fresh dict: configs keep what they are given)."""
+    return {"rope_type": "default", "rope_theta": 10000.0, **extra}
+
+
 def text_ids(tok) -> dict[str, int | None]:
     return {"bos_token_id": None, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+
+
+def text_config(tok, rope: dict, overrides: dict | None = None, **extra) -> dict:
+    """The tiny text tower sized to ``tok``, with the family's RoPE and settings, then the caller's overrides."""
+    text = dict(TEXT, vocab_size=len(tok), **extra, **text_ids(tok))
+    text["rope_parameters"] = rope
+    text.update(overrides or {})
+    return text
+
+
+def updated(base: dict, overrides: dict | None) -> dict:
+    return {**base, **(overrides or {})}
+
+
+def instantiate(family: str, model_cls, config, processor, seed: int) -> TinyModel:
+    """The model with weights drawn from ``seed``, paired with its processor."""
+    torch.manual_seed(seed)
+    return TinyModel(model_cls(config).eval(), processor, family)
 
 
 def build_tiny(family: str, seed: int = 0, **kwargs) -> TinyModel:

@@ -34,6 +34,10 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry (for entries registered at run time, e.g. in tests)."""
+        self._entries.pop(name, None)
+
     def _load(self) -> None:
         if self._loaded:
             return

@@ -6,12 +6,10 @@ An image is written ``<IMG_CONTEXT>\\n`` in the prompt; the processor expands it
 
 from __future__ import annotations
 
-import torch
-
 from evostreaming.models.adapter import FamilyAdapter
 from evostreaming.models.family import register_family
 from evostreaming.models.templates import chatml
-from evostreaming.models.tiny import TEXT, TinyModel, text_ids
+from evostreaming.models.tiny import TinyModel, instantiate, rope, text_config, updated
 from evostreaming.models.tokenizer import train_bpe_tokenizer
 
 
@@ -52,18 +50,18 @@ def build_internvl(seed: int = 0, *, corpus=None, text_overrides=None, vision_ov
         },
     )
     ids = {t: tok.convert_tokens_to_ids(t) for t in ("<img>", "</img>", "<IMG_CONTEXT>", "<video>")}
-    text = dict(TEXT, vocab_size=len(tok), head_dim=16, model_type="qwen3", **text_ids(tok))
-    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0}
-    text.update(text_overrides or {})
-    vision = dict(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=[56, 56],
-        patch_size=[14, 14],
+    text = text_config(tok, rope(), text_overrides, head_dim=16, model_type="qwen3")
+    vision = updated(
+        dict(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=[56, 56],
+            patch_size=[14, 14],
+        ),
+        vision_overrides,
     )
-    vision.update(vision_overrides or {})
     config = InternVLConfig(
         text_config=text,
         vision_config=vision,
@@ -71,8 +69,6 @@ def build_internvl(seed: int = 0, *, corpus=None, text_overrides=None, vision_ov
         image_seq_length=4,
         tie_word_embeddings=False,
     )
-    torch.manual_seed(seed)
-    model = InternVLForConditionalGeneration(config).eval()
     size = {"height": 56, "width": 56}
     processor = InternVLProcessor(
         image_processor=GotOcr2ImageProcessor(size=size, crop_to_patches=False),
@@ -81,7 +77,7 @@ def build_internvl(seed: int = 0, *, corpus=None, text_overrides=None, vision_ov
         image_seq_length=4,
         chat_template=TEMPLATE,
     )
-    return TinyModel(model, processor, "internvl")
+    return instantiate("internvl", InternVLForConditionalGeneration, config, processor, seed)
 
 
 register_family(InternVLAdapter, build_internvl)

@@ -11,7 +11,7 @@ import torch
 from evostreaming.models.adapter import FamilyAdapter
 from evostreaming.models.family import register_family
 from evostreaming.models.templates import chatml
-from evostreaming.models.tiny import TEXT, TinyModel, text_ids
+from evostreaming.models.tiny import TinyModel, instantiate, rope, text_config, updated
 from evostreaming.models.tokenizer import train_bpe_tokenizer
 
 
@@ -56,19 +56,19 @@ def build_llava_onevision(seed: int = 0, *, corpus=None, text_overrides=None, vi
 
     tok = train_bpe_tokenizer(LLAVA_SPECIALS, corpus=corpus, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     image_id, video_id = tok.convert_tokens_to_ids("<image>"), tok.convert_tokens_to_ids("<video>")
-    text = dict(TEXT, vocab_size=len(tok), model_type="qwen2", **text_ids(tok))
-    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0}
-    text.update(text_overrides or {})
-    vision = dict(
-        model_type="siglip_vision_model",
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=28,
-        patch_size=14,
+    text = text_config(tok, rope(), text_overrides, model_type="qwen2")
+    vision = updated(
+        dict(
+            model_type="siglip_vision_model",
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=28,
+            patch_size=14,
+        ),
+        vision_overrides,
     )
-    vision.update(vision_overrides or {})
     pinpoints = [[28, 28], [28, 56], [56, 28], [56, 56]]
     config = LlavaOnevisionConfig(
         text_config=text,
@@ -79,8 +79,6 @@ def build_llava_onevision(seed: int = 0, *, corpus=None, text_overrides=None, vi
         vision_feature_select_strategy="full",
         vision_feature_layer=-1,
     )
-    torch.manual_seed(seed)
-    model = LlavaOnevisionForConditionalGeneration(config).eval()
     size = {"height": 28, "width": 28}
     processor = LlavaOnevisionProcessor(
         image_processor=LlavaOnevisionImageProcessor(size=size, image_grid_pinpoints=pinpoints),
@@ -90,7 +88,7 @@ def build_llava_onevision(seed: int = 0, *, corpus=None, text_overrides=None, vi
         vision_feature_select_strategy="full",
         chat_template=TEMPLATE,
     )
-    return TinyModel(model, processor, "llava_onevision")
+    return instantiate("llava_onevision", LlavaOnevisionForConditionalGeneration, config, processor, seed)
 
 
 register_family(LlavaOnevisionAdapter, build_llava_onevision)

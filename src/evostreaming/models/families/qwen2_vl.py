@@ -14,7 +14,7 @@ import torch
 from evostreaming.models.adapter import EncodedSegment, FamilyAdapter
 from evostreaming.models.family import register_family
 from evostreaming.models.templates import chatml
-from evostreaming.models.tiny import TEXT, TinyModel, text_ids
+from evostreaming.models.tiny import TinyModel, instantiate, rope, text_config, updated
 from evostreaming.models.tokenizer import train_bpe_tokenizer
 
 QWEN_VL_TEMPLATE = chatml("<|vision_start|><|image_pad|><|vision_end|>")
@@ -106,14 +106,16 @@ def build_qwen2_vl(seed: int = 0, *, corpus=None, text_overrides=None, vision_ov
     )
 
     tok = qwen_tokenizer(corpus)
-    text = dict(TEXT, vocab_size=len(tok), tie_word_embeddings=False, **text_ids(tok))
-    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}
-    text.update(text_overrides or {})
-    vision = dict(depth=1, embed_dim=32, hidden_size=text["hidden_size"], num_heads=2, patch_size=14)
-    vision.update(vision_overrides or {})
+    text = text_config(
+        tok,
+        rope(mrope_section=[2, 3, 3]),
+        text_overrides,
+        tie_word_embeddings=False,
+    )
+    vision = updated(
+        dict(depth=1, embed_dim=32, hidden_size=text["hidden_size"], num_heads=2, patch_size=14), vision_overrides
+    )
     config = Qwen2VLConfig(text_config=text, vision_config=vision, **qwen_ids(tok))
-    torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config).eval()
     size = qwen_image_size(14, 2)
     processor = Qwen2VLProcessor(
         image_processor=Qwen2VLImageProcessor(size=size),
@@ -121,7 +123,7 @@ def build_qwen2_vl(seed: int = 0, *, corpus=None, text_overrides=None, vision_ov
         tokenizer=tok,
         chat_template=QWEN_VL_TEMPLATE,
     )
-    return TinyModel(model, processor, "qwen2_vl")
+    return instantiate("qwen2_vl", Qwen2VLForConditionalGeneration, config, processor, seed)
 
 
 register_family(QwenVLAdapter, build_qwen2_vl)

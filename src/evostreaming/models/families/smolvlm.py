@@ -11,7 +11,7 @@ import torch
 
 from evostreaming.models.adapter import FamilyAdapter
 from evostreaming.models.family import register_family
-from evostreaming.models.tiny import TEXT, TinyModel, text_ids
+from evostreaming.models.tiny import TinyModel, instantiate, rope, text_config, updated
 from evostreaming.models.tokenizer import train_bpe_tokenizer
 
 
@@ -101,21 +101,24 @@ def build_smolvlm(seed: int = 0, *, corpus=None, text_overrides=None, vision_ove
         eos_token="<end_of_utterance>",
         pad_token="<|endoftext|>",
     )
-    text = dict(TEXT, vocab_size=len(tok), model_type="llama", **text_ids(tok))
-    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0}
-    text.update(text_overrides or {})
-    vision = dict(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=56, patch_size=14
+    text = text_config(tok, rope(), text_overrides, model_type="llama")
+    vision = updated(
+        dict(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=56,
+            patch_size=14,
+        ),
+        vision_overrides,
     )
-    vision.update(vision_overrides or {})
     config = SmolVLMConfig(
         text_config=text,
         vision_config=vision,
         image_token_id=tok.convert_tokens_to_ids("<image>"),
         scale_factor=2,
     )
-    torch.manual_seed(seed)
-    model = SmolVLMForConditionalGeneration(config).eval()
     processor = SmolVLMProcessor(
         image_processor=SmolVLMImageProcessor(
             size={"longest_edge": 56}, max_image_size={"longest_edge": 56}, do_image_splitting=False
@@ -125,7 +128,7 @@ def build_smolvlm(seed: int = 0, *, corpus=None, text_overrides=None, vision_ove
         image_seq_len=4,
         chat_template=TEMPLATE,
     )
-    return TinyModel(model, processor, "smolvlm")
+    return instantiate("smolvlm", SmolVLMForConditionalGeneration, config, processor, seed)
 
 
 register_family(SmolVLMAdapter, build_smolvlm)

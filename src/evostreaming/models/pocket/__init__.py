@@ -1,7 +1,7 @@
-"""The pocket VideoLLM: a small Qwen3-VL trained from scratch on ShapesWorld's offline supervision.
+"""The pocket VideoLLM (a small Qwen3-VL trained in ShapesWorld): its committed weights and loader.
 
-``load_pocket()`` loads the committed weights (``models/pocket/weights``); ``build_pocket()`` makes
-the untrained model with the world-language tokenizer; ``evostreaming world train-pocket`` trains it.
+``load_pocket()`` loads ``models/pocket/weights``; its recipe (``world/pocket/``: ``build_pocket``,
+``evostreaming world train-pocket``) makes and trains it.
 """
 
 from __future__ import annotations
