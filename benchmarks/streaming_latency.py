@@ -6,7 +6,9 @@ Writes the per-step series and the headline ratios (``speedup_vs_naive``, ``boun
 JSON and a PNG plot beside it.
 """
 
-from evostreaming.cli import bench_app
+import sys
+
+from evostreaming.cli import app
 
 if __name__ == "__main__":
-    bench_app(["streaming", *__import__("sys").argv[1:]])
+    app(["bench", "streaming", *sys.argv[1:]], prog_name="streaming_latency.py")

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from evostreaming.cli.common import AdapterOpt, JudgeOpt, SilenceThresholdOpt, TimelinesOpt, console, err, fail
+from evostreaming.cli.common import (
+    MODEL_HELP,
+    AdapterOpt,
+    JudgeOpt,
+    SilenceThresholdOpt,
+    TimelinesOpt,
+    console,
+    err,
+    fail,
+)
 from evostreaming.eval.benchmarks import benchmark_help
 from evostreaming.eval.policies import BASELINES
 
@@ -29,7 +38,7 @@ def eval_run(
     output: Path = typer.Option(..., help="output folder (re-running resumes)"),
     benchmark: str = typer.Option("jsonl", help=benchmark_help()),
     videos: Path | None = typer.Option(None, help="folder the samples' video paths are relative to"),
-    model: str | None = typer.Option(None, help="model spec (tiny:<family>, pocket, hub id, folder)"),
+    model: str | None = typer.Option(None, help=MODEL_HELP),
     baseline: str | None = typer.Option(None, help=" | ".join(BASELINES.names())),
     adapter: AdapterOpt = None,
     judge: JudgeOpt = "rule",
