@@ -98,7 +98,7 @@ def test_report_cli_rescoring_writes_summary_table_and_timelines(tmp_path):
     assert set(summary) >= {"overall", "regimes", "tasks", "diagnostics"}
     assert set(summary["regimes"]) == {"RTVP", "BT", "FAR"}
     assert summary["diagnostics"]["precision"] == 1.0 and summary["diagnostics"]["recall"] == 1.0
-    assert "| **Overall** | **100.00**" in (out / "report.md").read_text()
+    assert "| **Overall** (all 3 samples, failed = 0) | **100.00**" in (out / "report.md").read_text()
     assert sorted(p.name for p in (out / "timelines").glob("*.png")) == ["s0.png", "s1.png", "s2.png"]
 
 

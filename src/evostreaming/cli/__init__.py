@@ -7,14 +7,22 @@ import sys
 import typer
 
 from evostreaming.cli import bench, eval, evolve, train, world
+from evostreaming.cli.common import DEBUG, App
 from evostreaming.cli.demo import demo
 from evostreaming.cli.stream import stream
 
-app = typer.Typer(
+app = App(
     help="EvoStreaming: offline VideoLLMs as streaming assistants, and RealStreamEval to measure them.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def root(debug: bool = typer.Option(False, "--debug", help="show the full traceback of an error")) -> None:
+    DEBUG["on"] = debug
+
+
 app.command()(stream)
 app.command()(demo)
 app.add_typer(eval.app, name="eval")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from evostreaming.cli.common import console
+from evostreaming.cli.common import App, console
 
-app = typer.Typer(help="Performance benchmarks (write JSON + PNG).", no_args_is_help=True)
+app = App(help="Performance benchmarks (write JSON + PNG).", no_args_is_help=True)
 
 
 @app.command("streaming")

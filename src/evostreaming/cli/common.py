@@ -14,12 +14,40 @@ from rich.console import Console
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
+DEBUG = {"on": False}  # set by the root --debug option
 
 
-def fail(message: str) -> typing.NoReturn:
-    """A user error: one line on stderr, exit code 2."""
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(2)
+def user_errors(command):
+    """Run ``command`` so that an error the user can fix (``UserError``, ``ValueError``, ``OSError``:
+    a bad file, a wrong path, a folder in use, a dead server) ends as one line and exit code 2 (or
+    the error's ``exit_code``), never a traceback; ``--debug`` shows the traceback instead."""
+    from evostreaming.utils.errors import UserError
+
+    @functools.wraps(command)
+    def guarded(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (UserError, ValueError, OSError) as exc:
+            if DEBUG["on"]:
+                raise
+            text = str(exc) if not isinstance(exc, OSError) or not exc.filename else f"{exc.filename}: {exc.strerror}"
+            fail(f"{text} (--debug shows the traceback)", code=getattr(exc, "exit_code", 2))
+
+    return guarded
+
+
+class App(typer.Typer):
+    """A ``typer.Typer`` whose commands report user errors as one line (``user_errors``)."""
+
+    def command(self, *args, **kwargs):
+        register = super().command(*args, **kwargs)
+        return lambda f: register(user_errors(f))
+
+
+def fail(message: str, code: int = 2) -> typing.NoReturn:
+    """A user error: one line on stderr, exit code 2 (1: the job ran but failed, e.g. too many failures)."""
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
 
 
 # -- options shared by several commands (help written once) --------------------------------------
@@ -28,6 +56,9 @@ ModelArg = Annotated[str, typer.Argument(help=MODEL_HELP)]
 ModelOpt = Annotated[str, typer.Option(help=MODEL_HELP)]
 AdapterOpt = Annotated[Path | None, typer.Option(help="a PEFT LoRA adapter folder to apply on the model")]
 JudgeOpt = Annotated[str, typer.Option(help="rule | embedding | openai:URL,model=NAME")]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="discard what the output folder holds from another job and start anew")
+]
 TimelinesOpt = Annotated[int, typer.Option(help="timeline PNGs to draw (-1 = all)")]
 SilenceThresholdOpt = Annotated[
     float | None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import typer
@@ -10,7 +9,9 @@ import typer
 from evostreaming.cli.common import (
     MODEL_HELP,
     AdapterOpt,
+    App,
     JudgeOpt,
+    OverwriteOpt,
     SilenceThresholdOpt,
     TimelinesOpt,
     console,
@@ -20,22 +21,13 @@ from evostreaming.cli.common import (
 from evostreaming.eval.benchmarks import benchmark_help
 from evostreaming.eval.policies import BASELINES
 
-app = typer.Typer(help="RealStreamEval and OVO-Bench scoring.", no_args_is_help=True)
-
-
-def _judge(spec: str, output: Path):
-    from evostreaming.eval.judges import make_judge
-
-    try:
-        return make_judge(spec, cache_dir=output / "judge-cache")
-    except ValueError as exc:
-        fail(str(exc))
+app = App(help="RealStreamEval and OVO-Bench scoring.", no_args_is_help=True)
 
 
 @app.command("run")
 def eval_run(
     data: Path = typer.Option(..., help="benchmark file or folder"),
-    output: Path = typer.Option(..., help="output folder (re-running resumes)"),
+    output: Path = typer.Option(..., help="output folder (re-running the same job resumes it)"),
     benchmark: str = typer.Option("jsonl", help=benchmark_help()),
     videos: Path | None = typer.Option(None, help="folder the samples' video paths are relative to"),
     model: str | None = typer.Option(None, help=MODEL_HELP),
@@ -48,56 +40,41 @@ def eval_run(
     memory_window: float = typer.Option(0.0, help="bounded memory, seconds of frames (0 = unbounded)"),
     max_new_tokens: int = typer.Option(48, help="longest response"),
     max_pixels: int = typer.Option(448 * 448, help="frame pixel budget"),
+    max_failures: int | None = typer.Option(
+        None, help="stop (exit 1) when more samples than this fail in a run; default 5% of them, at least 3"
+    ),
+    dtype: str = typer.Option("auto", help="model dtype: auto, float32, bfloat16, float16"),
+    overwrite: OverwriteOpt = False,
     timelines: TimelinesOpt = 50,
 ) -> None:
     """Run RealStreamEval: the model decides causally when to speak; then score and report."""
-    from evostreaming.eval.benchmarks import load_benchmark
-    from evostreaming.eval.policies import SessionPolicy, make_baseline
-    from evostreaming.eval.protocol import run_protocol
-    from evostreaming.eval.report import write_report
-    from evostreaming.eval.schema import SampleFormatError
+    from evostreaming.eval.protocol import TooManyFailures
+    from evostreaming.eval.run import EvalRunConfig, run_eval
 
-    if (model is None) == (baseline is None):
-        fail("give exactly one of --model or --baseline")
     try:
-        samples = load_benchmark(benchmark, data, videos, fps, limit)
-    except (SampleFormatError, ValueError) as exc:
+        cfg = EvalRunConfig(
+            benchmark=benchmark,
+            data=data,
+            videos=videos,
+            model=model,
+            adapter=adapter,
+            baseline=baseline,
+            judge=judge,
+            fps=fps,
+            limit=limit,
+            silence_threshold=silence_threshold,
+            memory_window=memory_window,
+            max_new_tokens=max_new_tokens,
+            max_pixels=max_pixels,
+            max_failures=max_failures,
+            dtype=dtype,
+        )
+    except ValueError as exc:
         fail(str(exc))
-    scorer = _judge(judge, output)
-    if baseline:
-        try:
-            policy = make_baseline(baseline)
-        except ValueError as exc:
-            fail(str(exc))
-    else:
-        from evostreaming.models import ModelLoadError, load_model
-        from evostreaming.stream.memory import MemoryPolicy
-        from evostreaming.stream.session import SessionConfig
-
-        try:
-            loaded = load_model(model, adapter_dir=str(adapter) if adapter else None)
-        except (ModelLoadError, ValueError) as exc:
-            fail(str(exc))
-
-        def config_for(sample):
-            window = math.ceil(memory_window * sample.fps) if memory_window > 0 else None
-            return SessionConfig(
-                silence_threshold=silence_threshold,
-                max_new_tokens=max_new_tokens,
-                memory=MemoryPolicy(window_frames=window),
-            )
-
-        policy = SessionPolicy(loaded, config_for)
-    info = {
-        "benchmark": benchmark,
-        "data": str(data),
-        "model": model,
-        "baseline": baseline,
-        "adapter": str(adapter) if adapter else None,
-        "judge": judge,
-    }
-    run_protocol(samples, policy, output, console=err, max_pixels=max_pixels, run_info=info)
-    summary = write_report(output, scorer, timelines=timelines)
+    try:
+        summary = run_eval(cfg, output, console=err, overwrite=overwrite, timelines=timelines)
+    except TooManyFailures as exc:
+        fail(str(exc), code=1)
     _print_summary(summary, output)
 
 
@@ -108,12 +85,17 @@ def eval_report(
     timelines: TimelinesOpt = 50,
 ) -> None:
     """Re-score saved trajectories (no model needed) and rewrite summary.json, report.md, timelines."""
+    from evostreaming.eval.judges import make_judge
     from evostreaming.eval.report import write_report
+    from evostreaming.utils.jobs import folder_lock
 
-    try:
-        summary = write_report(output, _judge(judge, output), timelines=timelines)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
+    if not (output / "trajectories.jsonl").exists():
+        fail(f"{output}: no trajectories.jsonl; run 'evostreaming eval run --output {output}' first")
+    scorer = make_judge(judge, cache_dir=output / "judge-cache")
+    if hasattr(scorer, "check"):
+        scorer.check()
+    with folder_lock(output):
+        summary = write_report(output, scorer, timelines=timelines)
     _print_summary(summary, output)
 
 
@@ -133,6 +115,20 @@ def _print_summary(summary: dict, output: Path) -> None:
         str(d["judge_failures"]),
     )
     console.print(table)
+    if summary.get("samples_failed"):
+        ran = summary["samples_total"] - summary["samples_failed"]
+        err.print(
+            f"[bold red]{summary['samples_failed']} of {summary['samples_total']} samples failed[/] "
+            f"(Overall counts them as 0; over the {ran} that ran: {summary['overall_successful']:.2f}). Reasons:"
+        )
+        for reason, n in list(summary["failures"].items())[:5]:
+            err.print(f"  {n} x {reason}")
+        err.print("Fix the cause and re-run the same command: failed samples are retried, finished ones kept.")
+    if summary["diagnostics"]["judge_failures"]:
+        err.print(
+            f"[bold red]{summary['diagnostics']['judge_failures']} judge failures[/] (not scored; see summary.json "
+            "judge_failure_reasons); re-score later with 'evostreaming eval report'"
+        )
     console.print(f"summary: {output / 'summary.json'}  report: {output / 'report.md'}")
 
 

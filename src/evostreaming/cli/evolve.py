@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-from evostreaming.cli.common import ModelOpt, config_options, console, err, fail
+from evostreaming.cli.common import App, ModelOpt, config_options, console, err, fail
 from evostreaming.train.config import LoraTrainConfig
 
-app = typer.Typer(help="EvoStreaming: self-evolution of the interaction policy.", no_args_is_help=True)
+app = App(help="EvoStreaming: self-evolution of the interaction policy.", no_args_is_help=True)
 
 
 def _pool(videos: Path | None, world_seed: int | None, n_videos: int):

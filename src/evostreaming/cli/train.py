@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-from evostreaming.cli.common import ModelOpt, config_options, console, err, fail
+from evostreaming.cli.common import App, ModelOpt, OverwriteOpt, config_options, console, err, fail
 from evostreaming.train.config import LoraTrainConfig
 
-app = typer.Typer(help="Training: LoRA SFT on streaming conversations.", no_args_is_help=True)
+app = App(help="Training: LoRA SFT on streaming conversations.", no_args_is_help=True)
 
 
 @app.command("lora")
@@ -17,17 +17,18 @@ app = typer.Typer(help="Training: LoRA SFT on streaming conversations.", no_args
 def train_lora_cmd(
     model: ModelOpt,
     data: Path = typer.Option(..., help="training conversations (JSONL, e.g. round-1/train.jsonl)"),
-    output: Path = typer.Option(..., help="output folder (adapter/ + checkpoint/); re-run resumes"),
+    output: Path = typer.Option(..., help="output folder (adapter/ + checkpoint/); re-running the same job resumes"),
+    overwrite: OverwriteOpt = False,
     lora: LoraTrainConfig = None,
 ) -> None:
     """LoRA SFT (PEFT) on any trajectory file; loss on assistant turns only."""
     from evostreaming.evolve.pool import load_frames
-    from evostreaming.train.lora import TrainDataError, train_lora
+    from evostreaming.train.lora import load_conversations, lora_identity, train_lora
+    from evostreaming.utils.jobs import job
 
-    if not data.exists():
-        fail(f"{data}: no such file")
-    try:
+    if not data.is_file():
+        fail(f"--data {data}: no such file")
+    load_conversations(data)  # a bad row stops here, before the model loads
+    with job(output, "train lora", lora_identity(model, data, lora), overwrite=overwrite):
         adapter = train_lora(model, data, output, lora, err, load_frames=load_frames)
-    except TrainDataError as exc:
-        fail(str(exc))
     console.print(f"adapter: {adapter}")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from evostreaming.cli.common import console, err, fail
+from evostreaming.cli.common import App, console, err, fail
 
-app = typer.Typer(help="ShapesWorld: the procedural video world and the pocket model.", no_args_is_help=True)
+app = App(help="ShapesWorld: the procedural video world and the pocket model.", no_args_is_help=True)
 
 
 @app.command("make-bench")

@@ -2,13 +2,14 @@
 
 For each sample, frames are read at the sample's fps until its duration; user turns are
 delivered with the first frame at or after their time; the policy decides at every step.
-One JSON line per finished sample is appended to ``trajectories.jsonl`` (flushed and synced),
-so a killed run loses at most the sample in flight, and a re-run skips finished samples.
+One JSON line per sample is appended to ``trajectories.jsonl`` (flushed and synced), so a killed
+run loses at most the sample in flight. A sample whose stream or model failed is recorded with its
+``error`` and counts as failed, not finished: a re-run skips finished samples and retries failed
+ones (the newest line of a sample is the one that counts).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from rich.console import Console
 
 from evostreaming.eval.policies import Policy
 from evostreaming.eval.schema import Sample
+from evostreaming.utils.errors import UserError
+from evostreaming.utils.jobs import write_json
 from evostreaming.utils.jsonl import append_jsonl, read_jsonl
 from evostreaming.utils.progress import job_progress
 from evostreaming.video.sources import VideoFileSource, VideoSourceError
@@ -25,8 +28,27 @@ from evostreaming.video.sources import VideoFileSource, VideoSourceError
 TRAJECTORIES = "trajectories.jsonl"
 
 
+class TooManyFailures(UserError, RuntimeError):
+    exit_code = 1  # the job ran; its results are kept
+
+
 def read_trajectories(out_dir: Path) -> list[dict]:
-    return read_jsonl(Path(out_dir) / TRAJECTORIES)
+    """One row per sample: its newest line (a retried sample appends a new one), in first-seen order."""
+    latest: dict[str, dict] = {}
+    for row in read_jsonl(Path(out_dir) / TRAJECTORIES):
+        latest.pop(row["id"], None)  # keep the file's order of last attempts
+        latest[row["id"]] = row
+    return list(latest.values())
+
+
+def failure_reasons(rows: list[dict]) -> dict[str, int]:
+    """Failed samples by reason (the error's first line, without the sample's own path)."""
+    reasons: dict[str, int] = {}
+    for r in rows:
+        if r.get("error"):
+            key = r["error"].splitlines()[0]
+            reasons[key] = reasons.get(key, 0) + 1
+    return dict(sorted(reasons.items(), key=lambda kv: -kv[1]))
 
 
 def _video_duration(path: str) -> float | None:
@@ -82,6 +104,10 @@ def run_sample(policy: Policy, sample: Sample, max_pixels: int | None = 448 * 44
             )
     except VideoSourceError as exc:
         error = str(exc)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # a model or policy failure: recorded and counted, the run goes on
+        error = f"{type(exc).__name__} at step {len(steps)}: {exc}"
     return {"id": sample.id, "policy": policy.name, "sample": sample.model_dump(), "steps": steps, "error": error}
 
 
@@ -93,20 +119,39 @@ def run_protocol(
     console: Console | None = None,
     max_pixels: int | None = 448 * 448,
     run_info: dict | None = None,
+    max_failures: int | None = None,
 ) -> list[dict]:
+    """Run the samples not yet finished (failed ones again). More than ``max_failures`` failed
+    samples in this run (None: no limit) stops it with ``TooManyFailures``, after recording them."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    done = {row["id"] for row in read_trajectories(out_dir)}
+    previous = {row["id"]: row for row in read_trajectories(out_dir)}
+    done = {i for i, row in previous.items() if not row.get("error")}
     todo = [s for s in samples if s.id not in done]
     info = {"policy": policy.name, "n_samples": len(samples), **(run_info or {})}
-    (out_dir / "run.json").write_text(json.dumps(info, indent=2))
+    write_json(out_dir / "run.json", info)
     console = console or Console(stderr=True)
-    if done:
-        console.print(f"resuming: {len(done)} samples already in {out_dir / TRAJECTORIES}, {len(todo)} to go")
+    retry = sum(1 for s in todo if s.id in previous)
+    if done or retry:
+        console.print(
+            f"resuming: {len(done)} samples finished in {out_dir / TRAJECTORIES}, {len(todo)} to go"
+            + (f" ({retry} failed before: retrying them)" if retry else "")
+        )
     path = out_dir / TRAJECTORIES
+    failed = 0
     with job_progress(console, f"RealStreamEval [{policy.name}]") as progress:
         task = progress.add_task("eval", total=len(todo), status="")
         for sample in todo:
-            append_jsonl(path, [run_sample(policy, sample, max_pixels=max_pixels)], sync=True)
+            row = run_sample(policy, sample, max_pixels=max_pixels)
+            append_jsonl(path, [row], sync=True)
+            if row["error"]:
+                failed += 1
+                progress.update(task, status=f"[red]{failed} failed[/]")
+                if max_failures is not None and failed > max_failures:
+                    raise TooManyFailures(
+                        f"{failed} samples failed (more than --max-failures {max_failures}); the last: "
+                        f"{sample.id}: {row['error']}. Fix the cause (e.g. --videos), then re-run the same command: "
+                        "finished samples are kept, failed ones are retried"
+                    )
             progress.advance(task)
     return read_trajectories(out_dir)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import json
+import hashlib
+import re
+import time
 from dataclasses import asdict
 from pathlib import Path
 
 from evostreaming.eval.judges import Judge, RuleJudge
-from evostreaming.eval.protocol import read_trajectories
+from evostreaming.eval.protocol import failure_reasons, read_trajectories
 from evostreaming.eval.schema import REGIMES, Sample
 from evostreaming.eval.scoring import (
+    SampleScore,
     ScoreConfig,
     StepRecord,
     aggregate,
@@ -17,11 +20,30 @@ from evostreaming.eval.scoring import (
     diagnostics,
     score_sample,
 )
+from evostreaming.utils.jobs import write_atomic, write_json
+from evostreaming.utils.jsonl import append_jsonl
+
+
+def _failed_score(sample: Sample) -> SampleScore:
+    """A failed sample scores 0 in the headline Overall (never dropped from the denominator)."""
+    return SampleScore(sample.id, sample.task, sample.regime, sample.video, 0.0, 0.0, 1.0, False, 0.0, 0, 0)
+
+
+def safe_name(text: str) -> str:
+    """A file name for a sample id: letters, digits, '.', '_' and '-' only, never '..' or a path; ids
+    that had to change get a short hash so two of them cannot collide."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", text).strip(".") or "sample"
+    if name != text:
+        name = f"{name[:80]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    return name
 
 
 def score_trajectories(rows: list[dict], judge: Judge, cfg: ScoreConfig = ScoreConfig()):
+    """Scores of the samples that ran to the end (failed ones excluded: see ``build_summary``)."""
     scores, samples = [], []
     for row in rows:
+        if row.get("error"):
+            continue
         sample = Sample.model_validate(row["sample"])
         steps = [
             StepRecord(
@@ -36,16 +58,27 @@ def score_trajectories(rows: list[dict], judge: Judge, cfg: ScoreConfig = ScoreC
     return scores, samples
 
 
-def build_summary(scores, samples, *, judge_name: str, errors: int = 0) -> dict:
-    agg = aggregate(scores)
+def build_summary(
+    scores, samples, *, judge_name: str, failed_rows: list[dict] | None = None, judge_failures=()
+) -> dict:
+    """``overall`` counts every sample, a failed one as 0; ``overall_successful`` only those that ran."""
+    failed_rows = failed_rows or []
+    with_failures = scores + [_failed_score(Sample.model_validate(r["sample"])) for r in failed_rows]
+    agg = aggregate(with_failures)
     diag = diagnostics(scores, {s.id: s.fps for s in samples})
-    diag["stream_errors"] = errors
+    diag["stream_errors"] = len(failed_rows)
     return {
         "overall": agg["overall"],
+        "overall_successful": aggregate(scores)["overall"],
         "regimes": agg["regimes"],
         "tasks": agg["tasks"],
+        "samples_total": len(with_failures),
+        "samples_failed": len(failed_rows),
+        "failures": failure_reasons(failed_rows),
+        "failed_samples": {r["id"]: r["error"] for r in failed_rows},
+        "judge_failure_reasons": list(judge_failures)[:20],
         "diagnostics": diag,
-        "ci95": clustered_ci(scores),
+        "ci95": clustered_ci(with_failures),
         "judge": judge_name,
         "samples": [asdict(s) for s in scores],
     }
@@ -58,7 +91,10 @@ def markdown_table(summary: dict, title: str = "RealStreamEval") -> str:
             lines.append(f"| {reg} | {summary['regimes'][reg]:.2f} |")
     ci = summary.get("ci95", {}).get("overall")
     ci_txt = f" (95% CI {ci[0]:.2f} to {ci[1]:.2f}, clustered by video)" if ci else ""
-    lines.append(f"| **Overall** | **{summary['overall']:.2f}**{ci_txt} |")
+    total, failed = summary.get("samples_total", 0), summary.get("samples_failed", 0)
+    lines.append(f"| **Overall** (all {total} samples, failed = 0) | **{summary['overall']:.2f}**{ci_txt} |")
+    if failed:
+        lines.append(f"| Overall (the {total - failed} samples that ran) | {summary['overall_successful']:.2f} |")
     lines += ["", "| task | score |", "|---|---|"]
     lines += [f"| {t} | {v:.2f} |" for t, v in summary["tasks"].items()]
     d = summary["diagnostics"]
@@ -77,7 +113,7 @@ def markdown_table(summary: dict, title: str = "RealStreamEval") -> str:
         f"| median latency evidence -> answer (s) | {latency} |",
         f"| tokens per response | {d['tokens_per_response']:.1f} |",
         f"| judge failures | {d['judge_failures']} |",
-        f"| stream errors | {d['stream_errors']} |",
+        f"| failed samples (stream, decode or model errors) | {d['stream_errors']} |",
         f"| samples | {d['samples']} |",
         f"| judge | {summary['judge']} |",
     ]
@@ -126,11 +162,15 @@ def write_report(
         raise FileNotFoundError(f"{out_dir}: no trajectories.jsonl with finished samples; run 'evostreaming eval run'")
     judge = judge or RuleJudge()
     scores, samples = score_trajectories(rows, judge, cfg)
-    errors = sum(1 for r in rows if r.get("error"))
-    summary = build_summary(scores, samples, judge_name=judge.name, errors=errors)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    failed = [r for r in rows if r.get("error")]
+    summary = build_summary(
+        scores, samples, judge_name=judge.name, failed_rows=failed, judge_failures=getattr(judge, "failures", ())
+    )
+    write_json(out_dir / "summary.json", summary)
     policy = rows[0].get("policy", "?")
-    (out_dir / "report.md").write_text(markdown_table(summary, f"RealStreamEval: {policy}"))
+    write_atomic(out_dir / "report.md", markdown_table(summary, f"RealStreamEval: {policy}"))
+    # reports may be re-made with another judge: allowed (the trajectories stay), and recorded
+    append_jsonl(out_dir / "reports.jsonl", [{"time": time.strftime("%Y-%m-%d %H:%M:%S"), "judge": judge.name}])
     for row in rows[: len(rows) if timelines < 0 else timelines]:
-        plot_timeline(row, out_dir / "timelines" / f"{row['id']}.png")
+        plot_timeline(row, out_dir / "timelines" / f"{safe_name(row['id'])}.png")
     return summary

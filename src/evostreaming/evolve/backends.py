@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from evostreaming.utils.errors import UserError
 from evostreaming.utils.openai_client import ChatClient, RemoteError, image_data_url
 
 
@@ -68,7 +69,7 @@ class LocalBackend:
         return outs
 
 
-class BackendError(RuntimeError):
+class BackendError(UserError, RuntimeError):
     pass
 
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import torch
 
+from evostreaming.utils.errors import UserError
 from evostreaming.utils.registry import Registry
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError, RuntimeError):
     pass
 
 

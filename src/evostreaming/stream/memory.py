@@ -39,6 +39,12 @@ class MemoryPolicy:
     window_frames: int | None = None
     max_text_turns: int | None = 64
 
+    def __post_init__(self) -> None:
+        if self.window_frames is not None and self.window_frames < 1:
+            raise ValueError(f"a bounded memory keeps at least 1 frame; got window_frames={self.window_frames}")
+        if self.max_text_turns is not None and self.max_text_turns < 0:
+            raise ValueError(f"max_text_turns must be >= 0; got {self.max_text_turns}")
+
     @property
     def bounded(self) -> bool:
         return self.window_frames is not None

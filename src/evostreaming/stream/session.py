@@ -70,6 +70,15 @@ class SessionConfig:
     max_new_tokens: int = 64
     memory: MemoryPolicy = field(default_factory=MemoryPolicy)
 
+    def __post_init__(self) -> None:
+        """Settings that cannot work raise ValueError, with the fix, before a model is touched."""
+        if self.silence_threshold is not None and not 0.0 <= self.silence_threshold <= 1.0:
+            raise ValueError(f"--silence-threshold is a probability in [0, 1]; got {self.silence_threshold}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"--max-new-tokens must be >= 1; got {self.max_new_tokens}")
+        if not self.silence_marker:
+            raise ValueError("--silence-marker must not be empty")
+
 
 def cache_keyword(model) -> str:
     """The forward's name for the KV cache: transformers 5.24 renamed ``past_key_values`` to ``cache``

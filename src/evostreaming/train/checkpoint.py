@@ -46,6 +46,11 @@ def save_checkpoint(folder: Path, model, processor, optimizer, scheduler, step: 
         (tmp / "optimizer.json").write_text(json.dumps(meta))
     state = {"step": step, "scheduler": scheduler.state_dict() if scheduler is not None else None, **(extra or {})}
     (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1, default=float))
+    # the random streams (dropout masks), so that a resumed run draws what the uninterrupted one would
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng.update({f"cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    save_file(rng, str(tmp / "rng_state.safetensors"))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return folder
@@ -59,4 +64,10 @@ def load_training_state(folder: Path, optimizer, scheduler) -> dict:
     state = json.loads((folder / "trainer_state.json").read_text())
     if scheduler is not None and state.get("scheduler"):
         scheduler.load_state_dict(state["scheduler"])
+    if (folder / "rng_state.safetensors").exists():
+        rng = load_file(str(folder / "rng_state.safetensors"))
+        torch.set_rng_state(rng["torch"])
+        cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda."))]
+        if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
     return state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 SILENT_KEEP_HELP = "fraction of silent steps that carry loss (1 = every assistant turn, the paper's recipe)"
@@ -34,3 +35,11 @@ class LoraTrainConfig:
         """Settings that cannot work raise ValueError, with the fix, before any work."""
         if not 0.0 < self.silent_keep <= 1.0:
             raise ValueError(f"--silent-keep must be in (0, 1], got {self.silent_keep}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"--lr must be a finite number > 0, got {self.lr}")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not (math.isfinite(self.epochs) and self.epochs > 0):
+            raise ValueError(f"--epochs must be > 0, got {self.epochs}")
+        if self.rank < 1 or self.alpha < 1:
+            raise ValueError(f"--rank and --alpha must be >= 1, got {self.rank} and {self.alpha}")

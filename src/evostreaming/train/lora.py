@@ -29,6 +29,8 @@ from rich.console import Console
 from evostreaming.stream.conversation import Turn, render_conversation, render_offline
 from evostreaming.train.checkpoint import load_training_state, save_checkpoint
 from evostreaming.train.config import LoraTrainConfig
+from evostreaming.utils.jobs import file_digest, write_atomic, write_json
+from evostreaming.utils.jsonl import read_jsonl
 from evostreaming.utils.progress import job_progress
 
 
@@ -169,6 +171,26 @@ def lora_model(model, adapter, cfg: LoraTrainConfig, token_rows: dict[str, list[
     return get_peft_model(model, config)
 
 
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the log lines of steps up to the checkpoint: the steps after it run again."""
+    if path.exists():
+        kept = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
+        write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def lora_identity(model_spec: str, data: Path, cfg: LoraTrainConfig) -> dict:
+    """What a LoRA run's result depends on (the job identity of ``train lora``)."""
+    from evostreaming.models.loading import weights_fingerprint
+    from evostreaming.models.specs import parse_spec
+
+    return {
+        "model": model_spec,
+        "model_weights": weights_fingerprint(parse_spec(model_spec).folder()),
+        "data_sha256": file_digest(data),
+        "config": asdict(cfg),
+    }
+
+
 def train_lora(
     model_spec: str,
     data: Path,
@@ -218,15 +240,19 @@ def train_lora(
     start = 0
     if (ckpt / "trainer_state.json").exists():
         start = load_training_state(ckpt, optimizer, scheduler)["step"]
+        if start > steps:
+            raise TrainDataError(
+                f"{ckpt} is at step {start}, past this run's {steps} steps: it was trained on other data or "
+                "settings; use a new --output (or --overwrite)"
+            )
         console.print(f"resuming LoRA training from step {start} ({ckpt})")
+        _truncate_log(output / "train_log.jsonl", start)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
-    (output / "lora_config.json").write_text(
-        json.dumps(
-            {**asdict(cfg), "model": model_spec, "data": str(data), "conversations": len(rows), "steps": steps},
-            indent=1,
-        )
+    write_json(
+        output / "lora_config.json",
+        {**asdict(cfg), "model": model_spec, "data": str(data), "conversations": len(rows), "steps": steps},
     )
     end = steps if max_steps_this_run is None else min(steps, start + max_steps_this_run)
     log = open(output / "train_log.jsonl", "a")

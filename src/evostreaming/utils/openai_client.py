@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from evostreaming.utils.errors import UserError
 
-class RemoteError(RuntimeError):
+
+class RemoteError(UserError, RuntimeError):
     pass
 
 

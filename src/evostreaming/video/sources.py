@@ -20,13 +20,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from evostreaming.utils.errors import UserError
+
 DEFAULT_FPS = 0.5
 DEFAULT_MAX_PIXELS = 448 * 448
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi"}
 
 
-class VideoSourceError(RuntimeError):
+class VideoSourceError(UserError, RuntimeError):
     """A source could not be read; the message names the source and the stream time reached."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from evostreaming.eval.judges.base import JUDGES, Judge
 from evostreaming.eval.judges.rule import RuleJudge
 from evostreaming.eval.schema import GoldAnswer
+from evostreaming.utils.errors import UserError
 from evostreaming.utils.openai_client import ChatClient, RemoteError
 
 JUDGE_PROMPT = """You grade answers from a video assistant.
@@ -28,6 +29,10 @@ in between for partially correct."""
 
 class JudgeError(RuntimeError):
     pass
+
+
+class JudgeUnavailable(UserError, RuntimeError):
+    """The judge's server is down or refuses: the scoring stops with the cause (never scores it as 0)."""
 
 
 class OpenAIJudge(Judge):
@@ -45,12 +50,22 @@ class OpenAIJudge(Judge):
         retries: int = 4,
         timeout_s: float = 60.0,
         question: str = "",
+        max_consecutive_failures: int = 5,
     ):
         self.client = ChatClient(base_url, model, api_key=api_key, timeout_s=timeout_s, retries=retries)
         self.base_url, self.model = self.client.base_url, model
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.question = question
         self.failures: list[str] = []
+        self.max_consecutive_failures = max_consecutive_failures
+        self._consecutive = 0
+
+    def check(self) -> None:
+        """One one-token request, before any work: a wrong URL, model name or key stops the run now."""
+        try:
+            self.client.chat([{"role": "user", "content": "Reply with 1."}], max_tokens=1, temperature=0)
+        except RemoteError as exc:
+            raise JudgeUnavailable(f"judge openai:{self.base_url},model={self.model} does not answer: {exc}") from None
 
     def _key(self, prompt: str) -> str:
         return hashlib.sha256(json.dumps([self.model, prompt]).encode()).hexdigest()
@@ -74,7 +89,14 @@ class OpenAIJudge(Judge):
             score = self._request(prompt)
         except (RemoteError, JudgeError) as exc:
             self.failures.append(f"{key[:12]}: {exc}")
+            self._consecutive += 1
+            if self._consecutive >= self.max_consecutive_failures:  # a breaker: the server is gone, stop
+                raise JudgeUnavailable(
+                    f"the judge failed {self._consecutive} times in a row (last: {exc}); scoring stopped. The "
+                    "trajectories are kept: re-score with 'evostreaming eval report DIR --judge ...' once it is up"
+                ) from None
             return None
+        self._consecutive = 0
         if cached:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             cached.write_text(json.dumps({"score": score, "prompt": prompt}))

@@ -1,0 +1,122 @@
+"""``eval run`` as a library call: one self-checking config, the job's identity, and the run.
+
+``EvalRunConfig`` checks every setting on construction (before a model loads); ``run_eval`` proves the
+output folder writable, takes its lock, checks the job identity (resume only the same job), checks a
+remote judge once, runs the protocol (failures recorded, retried on a re-run, and capped by
+``max_failures``) and writes the report.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from evostreaming.utils.jobs import file_digest, job
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass
+class EvalRunConfig:
+    benchmark: str
+    data: Path
+    videos: Path | None = None
+    model: str | None = None
+    adapter: Path | None = None
+    baseline: str | None = None
+    judge: str = "rule"
+    fps: float | None = None
+    limit: int | None = None
+    silence_threshold: float | None = None
+    memory_window: float = 0.0
+    max_new_tokens: int = 48
+    max_pixels: int = 448 * 448
+    max_failures: int | None = None  # None: 5% of the samples to run, at least 3
+    dtype: str = "auto"
+
+    def __post_init__(self) -> None:
+        from evostreaming.eval.benchmarks import BENCHMARKS
+        from evostreaming.eval.policies import BASELINES
+
+        if (self.model is None) == (self.baseline is None):
+            raise ValueError("give exactly one of --model or --baseline")
+        if self.benchmark not in BENCHMARKS:
+            raise ValueError(f"--benchmark {self.benchmark!r}: use one of {', '.join(BENCHMARKS.names())}")
+        if self.baseline is not None and self.baseline not in BASELINES:
+            raise ValueError(f"--baseline {self.baseline!r}: use one of {', '.join(BASELINES.names())}")
+        if not Path(self.data).exists():
+            raise ValueError(f"--data {self.data}: no such file or folder")
+        if self.videos is not None and not Path(self.videos).is_dir():
+            raise ValueError(f"--videos {self.videos}: no such folder")
+        if self.adapter is not None and not Path(self.adapter).is_dir():
+            raise ValueError(f"--adapter {self.adapter}: no such folder")
+        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
+            raise ValueError(f"--fps must be a positive number of frames per second; got {self.fps}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit is a number of samples >= 1; got {self.limit} (omit it to run all)")
+        if not (math.isfinite(self.memory_window) and self.memory_window >= 0):
+            raise ValueError(f"--memory-window is seconds >= 0 (0 = unbounded); got {self.memory_window}")
+        if self.silence_threshold is not None and not 0.0 <= self.silence_threshold <= 1.0:
+            raise ValueError(f"--silence-threshold is a probability in [0, 1]; got {self.silence_threshold}")
+        if self.max_new_tokens < 1 or self.max_pixels < 1:
+            raise ValueError("--max-new-tokens and --max-pixels must be >= 1")
+        if self.max_failures is not None and self.max_failures < 0:
+            raise ValueError(f"--max-failures must be >= 0; got {self.max_failures}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
+
+    def identity(self) -> dict:
+        """Every setting that changes the trajectories (the judge only changes the report)."""
+        from evostreaming.models.loading import weights_fingerprint
+        from evostreaming.models.specs import parse_spec
+
+        ident = {k: v for k, v in asdict(self).items() if k not in ("judge", "max_failures")}
+        ident["data_sha256"] = file_digest(self.data)
+        if self.model:
+            ident["model_weights"] = weights_fingerprint(parse_spec(self.model).folder())
+        if self.adapter:
+            ident["adapter_weights"] = file_digest(Path(self.adapter) / "adapter_model.safetensors")
+        return ident
+
+
+def run_eval(cfg: EvalRunConfig, output: Path, *, console: Console, overwrite: bool = False, timelines: int = 50):
+    """Run and score; returns the summary. Raises ValueError subclasses for user errors (before any
+    work where possible) and ``TooManyFailures`` when more than ``max_failures`` samples fail."""
+    from evostreaming.eval.benchmarks import load_benchmark
+    from evostreaming.eval.judges import make_judge
+    from evostreaming.eval.policies import SessionPolicy, make_baseline
+    from evostreaming.eval.protocol import run_protocol
+    from evostreaming.eval.report import write_report
+
+    samples = load_benchmark(cfg.benchmark, cfg.data, cfg.videos, cfg.fps, cfg.limit)
+    with job(output, "eval run", cfg.identity(), overwrite=overwrite):
+        scorer = make_judge(cfg.judge, cache_dir=output / "judge-cache")
+        if hasattr(scorer, "check"):
+            scorer.check()  # a dead judge stops the run now, not after hours of streams
+        if cfg.baseline:
+            policy = make_baseline(cfg.baseline)
+        else:
+            from evostreaming.models import load_model
+            from evostreaming.stream.memory import MemoryPolicy
+            from evostreaming.stream.session import SessionConfig
+
+            loaded = load_model(cfg.model, dtype=cfg.dtype, adapter_dir=str(cfg.adapter) if cfg.adapter else None)
+
+            def config_for(sample):
+                window = math.ceil(cfg.memory_window * sample.fps) if cfg.memory_window > 0 else None
+                return SessionConfig(
+                    silence_threshold=cfg.silence_threshold,
+                    max_new_tokens=cfg.max_new_tokens,
+                    memory=MemoryPolicy(window_frames=window),
+                )
+
+            policy = SessionPolicy(loaded, config_for)
+        cap = cfg.max_failures if cfg.max_failures is not None else max(3, math.ceil(0.05 * len(samples)))
+        info = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+        run_protocol(
+            samples, policy, output, console=console, max_pixels=cfg.max_pixels, run_info=info, max_failures=cap
+        )
+        return write_report(output, scorer, timelines=timelines)
