@@ -137,9 +137,11 @@ def eval_score_ovo(
     annotations: Path = typer.Option(..., help="OVO-Bench annotation file (ovo_bench_new.json)"),
     predictions: Path = typer.Option(..., help="folder of prediction *.json files in OVO-Bench's format"),
     json_out: Path | None = typer.Option(None, "--json", help="write the scores here"),
+    allow_missing: bool = typer.Option(
+        False, help="score even when whole tasks have no predictions (the headline then names them)"
+    ),
 ) -> None:
     """Score predictions with OVO-Bench's original offline rules (for comparability)."""
-    import json
 
     from rich.table import Table
 
@@ -147,6 +149,7 @@ def eval_score_ovo(
         OVOPredictionError,
         check_against_annotations,
         load_predictions,
+        missing_tasks,
         score_predictions,
     )
 
@@ -159,7 +162,14 @@ def eval_score_ovo(
         result = score_predictions(preds)
     except OVOPredictionError as exc:
         fail(str(exc))
+    missing = missing_tasks(coverage)
+    if missing and not allow_missing:
+        fail(
+            f"{predictions}: no predictions for task(s) {', '.join(missing)} of {annotations}, so an overall would "
+            "cover only part of OVO-Bench; add their files, or pass --allow-missing to score the rest"
+        )
     result["coverage"] = coverage
+    result["missing_tasks"] = missing
     table = Table(title=f"OVO-Bench (original protocol): {predictions}")
     table.add_column("task / category")
     table.add_column("score", justify="right")
@@ -168,8 +178,11 @@ def eval_score_ovo(
         table.add_row(task, f"{score:.2f}", str(result["counts"][task]))
     for cat, score in result["categories"].items():
         table.add_row(f"[bold]{cat}[/]", f"[bold]{score:.2f}[/]", "")
-    table.add_row("[bold]overall[/]", f"[bold]{result['overall']:.2f}[/]", "")
+    label = f"overall (partial: no {', '.join(missing)})" if missing else "overall"
+    table.add_row(f"[bold]{label}[/]", f"[bold]{result['overall']:.2f}[/]", "")
     console.print(table)
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2))
+        from evostreaming.utils.jobs import ensure_writable, write_json
+
+        ensure_writable(json_out.parent, "--json folder")
+        write_json(json_out, result)

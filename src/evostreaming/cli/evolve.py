@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from evostreaming.cli.common import App, ModelOpt, config_options, console, err, fail
+from evostreaming.cli.common import App, ModelOpt, OverwriteOpt, config_options, console, err, fail
 from evostreaming.train.config import LoraTrainConfig
 
 app = App(help="EvoStreaming: self-evolution of the interaction policy.", no_args_is_help=True)
@@ -53,13 +53,15 @@ def evolve_run(
         0.0, help="self-replay of the model's own task types, questions and relevance labels (x trajectories)"
     ),
     seed: int = typer.Option(0),
+    overwrite: OverwriteOpt = False,
     lora: LoraTrainConfig = None,
 ) -> None:
     """Run EvoStreaming rounds end to end (taxonomy, questions, relevance, roll-out, standardize, LoRA)."""
     from rich.progress import Progress
 
     from evostreaming.evolve.backends import BackendError
-    from evostreaming.evolve.pipeline import EvolveConfig, run_evolution
+    from evostreaming.evolve.pipeline import EvolveConfig, evolve_identity, run_evolution
+    from evostreaming.utils.jobs import job
 
     pool = _pool(videos, world_seed, n_videos)
     try:
@@ -79,13 +81,16 @@ def evolve_run(
         )
     except ValueError as exc:
         fail(str(exc))
-    with Progress(console=err) as progress:
+    with (
+        job(output, "evolve run", evolve_identity(model, pool, cfg), overwrite=overwrite),
+        Progress(console=err) as bar,
+    ):
         tasks: dict[str, int] = {}
 
         def report(stage, done, total):
             if stage not in tasks:
-                tasks[stage] = progress.add_task(stage, total=total)
-            progress.update(tasks[stage], completed=done, total=total)
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
 
         try:
             adapters = run_evolution(model, pool, output, cfg, err, report)

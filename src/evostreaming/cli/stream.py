@@ -32,12 +32,21 @@ def stream(
 ) -> None:
     """Watch SOURCE with MODEL; print each response with its stream time as it happens."""
     from evostreaming.models import ModelLoadError, load_model
+    from evostreaming.models.specs import DTYPES
     from evostreaming.stream.display import StreamDisplay
     from evostreaming.stream.memory import MemoryPolicy
     from evostreaming.stream.runner import UserTurn, run_stream
     from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT, SessionConfig, StreamingSession
     from evostreaming.video.sources import VideoSourceError, open_source
 
+    if not (math.isfinite(fps) and fps > 0):
+        fail(f"--fps must be a positive number of frames per second; got {fps}")
+    if not (math.isfinite(memory_window) and memory_window >= 0):
+        fail(f"--memory-window is seconds >= 0 (0 = unbounded); got {memory_window}")
+    if dtype not in DTYPES:
+        fail(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    if max_steps is not None and max_steps < 1:
+        fail(f"--max-steps must be >= 1; got {max_steps}")
     if query_at and len(query_at) != len(query):
         fail(f"got {len(query)} --query but {len(query_at)} --query-at; give one time per query or none")
     times = list(query_at) if query_at else [0.0] * len(query)
@@ -45,10 +54,6 @@ def stream(
     try:
         frames = open_source(source, fps=fps, max_pixels=max_pixels)
     except VideoSourceError as exc:
-        fail(str(exc))
-    try:
-        loaded = load_model(model, dtype=dtype, adapter_dir=str(adapter) if adapter else None)
-    except (ModelLoadError, ValueError) as exc:
         fail(str(exc))
     window = math.ceil(memory_window * fps) if memory_window > 0 else None
     config = SessionConfig(
@@ -58,6 +63,10 @@ def stream(
         max_new_tokens=max_new_tokens,
         memory=MemoryPolicy(window_frames=window, max_text_turns=max_text_turns),
     )
+    try:
+        loaded = load_model(model, dtype=dtype, adapter_dir=str(adapter) if adapter else None)
+    except (ModelLoadError, ValueError) as exc:
+        fail(str(exc))
     session = StreamingSession(loaded.model, loaded.processor, loaded.adapter, config)
     with StreamDisplay(console, title=f"{model} on {source}") as display:
         try:

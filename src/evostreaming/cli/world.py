@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from evostreaming.cli.common import App, console, err, fail
+from evostreaming.cli.common import App, OverwriteOpt, console, err, fail
 
 app = App(help="ShapesWorld: the procedural video world and the pocket model.", no_args_is_help=True)
 
@@ -47,6 +47,7 @@ def world_train_pocket(
         help="KIND=WEIGHT: change one kind's weight in the training mixture after the perception stage "
         "(repeatable; 0 drops it); v6: --mix history=0 --mix caption=0.1 --mix relevance=0.2",
     ),
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Train the pocket VideoLLM from scratch on ShapesWorld's offline supervision (CPU, resumable)."""
     from evostreaming.world.pocket.data import PERCEPTION_OPENERS
@@ -67,7 +68,12 @@ def world_train_pocket(
         )
     except ValueError as exc:
         fail(str(exc))
-    final = train_pocket(output, cfg, err)
+    from dataclasses import asdict
+
+    from evostreaming.utils.jobs import job
+
+    with job(output, "world train-pocket", asdict(cfg), overwrite=overwrite):
+        final = train_pocket(output, cfg, err)
     console.print(f"pocket model: {final}")
 
 
@@ -79,8 +85,12 @@ def world_eval_pocket(
 ) -> None:
     """Held-out offline metrics: QA, relevance, question generation, task-type classification."""
     from evostreaming.models import ModelLoadError, load_model
+    from evostreaming.utils.jobs import ensure_writable
     from evostreaming.world.pocket.evaluate import offline_metrics
 
+    if n_per_kind < 1:
+        fail(f"--n-per-kind must be >= 1, got {n_per_kind}")
+    ensure_writable(json_out.parent, "--json folder")  # before the metrics are computed, not after
     try:
         loaded = load_model(model)
     except ModelLoadError as exc:

@@ -14,9 +14,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from evostreaming.models.specs import DTYPES
 from evostreaming.utils.jobs import file_digest, job
-
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass

@@ -56,6 +56,23 @@ class Sample(BaseModel):
     answers: list[GoldAnswer] = Field(min_length=1)
     meta: dict = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _times_inside_the_stream(self):
+        if self.duration is not None:
+            self.check_times(self.duration)
+        return self
+
+    def check_times(self, end: float, what: str = "duration") -> None:
+        """Every turn and answer time falls inside the stream (``end`` seconds): a time past the end
+        can never be reached, so even a perfect model would score 0 there."""
+        for field_name, items in (("turns", self.turns), ("answers", self.answers)):
+            for i, item in enumerate(items):
+                if item.time > end + 1e-6:
+                    raise ValueError(
+                        f"{field_name}[{i}].time {item.time} s is after the stream's end ({what} {end:g} s); "
+                        "fix the time or the duration"
+                    )
+
     def evidence_time(self) -> float:
         """When the earliest gold answer becomes supported (the premature-answer boundary)."""
         return min(a.evidence_start if a.evidence_start is not None else a.time for a in self.answers)

@@ -29,6 +29,7 @@ from evostreaming.evolve.pool import world_pool
 from evostreaming.models.loading import load_model
 from evostreaming.stream.session import SessionConfig
 from evostreaming.train.lora import LoraTrainConfig
+from evostreaming.utils.jobs import LOCK, folder_lock, write_atomic, write_json
 from evostreaming.world.bench import make_bench
 from evostreaming.world.pocket.evaluate import offline_metrics
 
@@ -154,7 +155,7 @@ def check_resumable(output: Path, cfg: DemoConfig) -> None:
             f"{output} holds a demo run made with other {why}; resuming would reuse its finished steps. "
             f"Remove the folder or pass --output NEW_FOLDER."
         )
-    if output.exists() and any(output.iterdir()):
+    if output.exists() and any(p.name != LOCK for p in output.iterdir()):
         raise ValueError(
             f"{output} is not empty and has no {STAMP} (made by an older version, or not by the demo), so its "
             "finished steps cannot be matched to these weights and settings. Remove it or pass --output NEW_FOLDER."
@@ -192,9 +193,14 @@ def run_demo(
 
 def run_main_job(output: Path, cfg: DemoConfig, console: Console) -> dict:
     """Raises ValueError (before any work) for settings the round cannot use, or for an output
-    folder holding another run."""
+    folder holding another run or in use by another process."""
     cfg.evolve()  # EvolveConfig checks its settings on construction
     check_resumable(output, cfg)
+    with folder_lock(output):
+        return _run_main_job(output, cfg, console)
+
+
+def _run_main_job(output: Path, cfg: DemoConfig, console: Console) -> dict:
     t0 = time.time()
     bench = output / "bench"
     if not (bench / "samples.jsonl").exists():
@@ -235,7 +241,7 @@ def run_main_job(output: Path, cfg: DemoConfig, console: Console) -> dict:
         "config": cfg.__dict__,
         "minutes": (time.time() - t0) / 60,
     }
-    (output / "results.json").write_text(json.dumps(results, indent=2))
+    write_json(output / "results.json", results)
     _plot(results, output / "before_after.png")
     lines = [
         "# EvoStreaming demo",
@@ -252,7 +258,7 @@ def run_main_job(output: Path, cfg: DemoConfig, console: Console) -> dict:
         "![before/after](before_after.png)",
         "",
     ]
-    (output / "report.md").write_text("\n".join(lines))
+    write_atomic(output / "report.md", "\n".join(lines))
     console.print(f"[bold]5/5[/] report: {output / 'report.md'}  ({results['minutes']:.1f} min)")
     return results
 

@@ -64,6 +64,15 @@ class EvolveConfig:
 
     def check(self) -> None:
         """Raise ValueError (with the fix) for settings that cannot work, before any work is done."""
+        for flag, value in (
+            ("--n-samples", self.n_samples),
+            ("--rounds", self.rounds),
+            ("--questions-per-video", self.questions_per_video),
+            ("--concurrency", self.server_concurrency),
+            ("generation batch size", self.batch_size),
+        ):
+            if value < 1:
+                raise ValueError(f"{flag} must be >= 1, got {value}")
         for flag, value in (("--replay", self.replay), ("--replay-annotations", self.replay_annotations)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{flag} must be in [0, 1] (a fraction of the trajectories), got {value}")
@@ -85,6 +94,26 @@ class EvolveConfig:
             name = (self.server_model or "").format(round=round_index)
             return OpenAIBackend(self.server_url, name, concurrency=self.server_concurrency)
         return LocalBackend(loaded.model, loaded.processor, batch_size=self.batch_size)
+
+
+def evolve_identity(model_spec: str, pool: list[PoolVideo], cfg: EvolveConfig) -> dict:
+    """What an ``evolve run`` folder's results depend on: the model's weights, the pool (its ids and,
+    for files, their sizes) and every setting."""
+    import hashlib
+
+    from evostreaming.models.loading import weights_fingerprint
+    from evostreaming.models.specs import parse_spec
+
+    h = hashlib.sha256()
+    for v in pool:
+        size = Path(v.id).stat().st_size if not v.id.startswith("world:") and Path(v.id).exists() else -1
+        h.update(f"{v.id}|{v.fps}|{size}\n".encode())
+    return {
+        "model": model_spec,
+        "model_weights": weights_fingerprint(parse_spec(model_spec).folder()),
+        "pool": {"videos": len(pool), "sha256": h.hexdigest()},
+        "config": asdict(cfg),
+    }
 
 
 def run_round(

@@ -19,6 +19,7 @@ from evostreaming.evolve.backends import Request
 from evostreaming.evolve.pool import PoolVideo
 from evostreaming.evolve.prompts import Prompts
 from evostreaming.utils.jsonl import append_jsonl, read_jsonl
+from evostreaming.video.sources import VideoSourceError
 
 MAX_QUESTION_CHARS = 200
 
@@ -73,23 +74,38 @@ def run_stage(
     work: Callable[[list, int], list[dict]],
     summarize: Callable[[list[dict]], dict],
     file: str | None = None,
+    video_of: Callable[[object], PoolVideo] | None = None,
 ) -> list[dict]:
     """The loop every generating stage shares: skip the items whose rows ``<name>.jsonl`` already
     holds (``item_key(item) == row_key(row)``), run ``work(chunk, done_before)`` on the rest chunk by
     chunk, append its rows (flushed, so a crash loses at most one chunk), report progress, and record
     ``summarize(all rows)`` in ``stage_report.json``. Returns every row of the file (``file``,
-    default ``<name>.jsonl``)."""
+    default ``<name>.jsonl``). With ``video_of``, an item whose video cannot be read is skipped and
+    named in the report (``skipped_videos``), so one bad file never blocks the pool (a re-run tries
+    it again)."""
     path = ctx.out_dir / (file or f"{name}.jsonl")
     finished = {row_key(r) for r in read_jsonl(path)}
     todo = [it for it in items if item_key(it) not in finished]
     done = len(items) - len(todo)
+    skipped: dict[str, str] = {}
     for part in _chunks(todo, max(1, chunk)):
-        append_jsonl(path, work(part, done))
+        readable = [it for it in part if video_of is None or _readable(ctx, video_of(it), skipped)]
+        if readable:
+            append_jsonl(path, work(readable, done))
         done += len(part)
         _tick(ctx, name, done, len(items))
     rows = read_jsonl(path)
-    _report(ctx, name, summarize(rows))
+    _report(ctx, name, {**summarize(rows), "skipped_videos": skipped})
     return rows
+
+
+def _readable(ctx: StageContext, video: PoolVideo, skipped: dict[str, str]) -> bool:
+    try:
+        ctx.frames(video)
+        return True
+    except VideoSourceError as exc:
+        skipped[video.id] = str(exc)
+        return False
 
 
 def _report(ctx: StageContext, stage: str, counts: dict) -> None:
@@ -125,7 +141,7 @@ def stage_taxonomy(ctx: StageContext, videos: list[PoolVideo]) -> list[dict]:
     def summarize(rows: list[dict]) -> dict:
         return {"videos": len(rows), "unparsed": sum(r["task_type"] is None for r in rows)}
 
-    return run_stage(ctx, "taxonomy", videos, _video_id, _row_video, ctx.chunk, work, summarize)
+    return run_stage(ctx, "taxonomy", videos, _video_id, _row_video, ctx.chunk, work, summarize, video_of=lambda v: v)
 
 
 def balance(rows: list[dict], task_types: list[str], per_type: int, seed: int) -> list[dict]:

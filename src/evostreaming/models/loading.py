@@ -45,7 +45,16 @@ def load_model(
         from peft import PeftModel
 
         check_adapter_base(adapter_dir, parsed.folder())
-        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+        if not (Path(adapter_dir) / "adapter_config.json").is_file():
+            raise ModelLoadError(f"--adapter {adapter_dir}: no adapter_config.json there (a PEFT adapter folder?)")
+        try:
+            model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+        except (RuntimeError, ValueError, KeyError) as exc:  # shapes or module names of another model
+            base = json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+            raise ModelLoadError(
+                f"adapter {adapter_dir} does not fit model {spec!r} ({str(exc).splitlines()[0][:160]}); it was "
+                f"trained on {base!r}: load it on that model"
+            ) from exc
     if device:
         model = model.to(device)
     model.eval()

@@ -16,6 +16,8 @@ import torch
 from evostreaming.utils.errors import UserError
 from evostreaming.utils.registry import Registry
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")  # --dtype choices ("auto": the checkpoint's own)
+
 
 class ModelLoadError(UserError, RuntimeError):
     pass

@@ -12,7 +12,6 @@ Scenes come from seeds disjoint from training (>= 10,000,000). Every example is 
 
 from __future__ import annotations
 
-import json
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 from PIL import Image
 
 from evostreaming.eval.judges import normalize
+from evostreaming.utils.jobs import write_json
 from evostreaming.world.generator import generate_scene
 from evostreaming.world.language import BY_KEY, is_valid_question
 from evostreaming.world.supervision import KINDS_OF_EXAMPLES, Example, make_example, prompt_messages
@@ -121,7 +121,7 @@ def offline_metrics(
     }
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=2))
+        write_json(Path(out), result)
     return result
 
 

@@ -18,6 +18,7 @@ import torch
 from rich.console import Console
 
 from evostreaming.train.checkpoint import load_training_state, save_checkpoint
+from evostreaming.utils.jobs import write_json
 from evostreaming.utils.progress import job_progress
 from evostreaming.world.pocket.build import build_pocket
 from evostreaming.world.pocket.data import IGNORE, PERCEPTION_OPENERS, batch_examples, collate, encode_example
@@ -143,7 +144,7 @@ def train_pocket(
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
     log_path = output / "train_log.jsonl"
-    (output / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    write_json(output / "train_config.json", asdict(cfg))
     end = cfg.steps if max_steps_this_run is None else min(cfg.steps, start + max_steps_this_run)
     pad_id = processor.tokenizer.pad_token_id
     running = None

@@ -58,6 +58,9 @@ def _mcq(row: dict, m: OVOMapping, regime: str, video: str) -> Sample:
     if not 2 <= len(options) <= 8:
         raise SampleFormatError(f"OVO row {row['id']}: {len(options)} options")
     letters = [chr(ord("A") + i) for i in range(len(options))]
+    gt = row["gt"]
+    if isinstance(gt, bool) or not isinstance(gt, int) or not 0 <= gt < len(options):
+        raise SampleFormatError(f"field 'gt': {gt!r} is not an option index (0 to {len(options) - 1})")
     text = row["question"].strip() + "\n" + "\n".join(f"{ch}. {o}" for ch, o in zip(letters, options, strict=True))
     text += "\n" + m.mcq_instruction
     t = _before_step(row["realtime"], m.fps)
@@ -69,7 +72,7 @@ def _mcq(row: dict, m: OVOMapping, regime: str, video: str) -> Sample:
         task=row["task"],
         regime=regime,
         turns=[UserTurn(time=t, text=text)],
-        answers=[GoldAnswer(time=t, answer=letters[int(row["gt"])], judge="choice", options=options)],
+        answers=[GoldAnswer(time=t, answer=letters[gt], judge="choice", options=options)],
         meta={"source": "ovo-bench", "realtime": row["realtime"]},
     )
 

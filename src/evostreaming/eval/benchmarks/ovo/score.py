@@ -71,8 +71,28 @@ def load_predictions(folder: Path) -> dict[str, list[dict]]:
         if not isinstance(data, dict) or not set(data) & set(CATEGORIES):
             raise OVOPredictionError(f"{f}: expected an object with 'backward', 'realtime' and/or 'forward' lists")
         for cat in CATEGORIES:
-            merged[cat].extend(data.get(cat, []))
+            rows = data.get(cat, [])
+            for i, row in enumerate(rows):
+                _check_row(row, f"{f}: {cat}[{i}]", forward=cat == "forward")
+            merged[cat].extend(rows)
     return merged
+
+
+def _check_row(row, where: str, forward: bool) -> None:
+    """A prediction row has what its scoring rule reads; else an error naming file, row and field."""
+    if not isinstance(row, dict):
+        raise OVOPredictionError(f"{where}: not an object")
+    where = f"{where} (id {row.get('id')})"
+    needed = ("id", "task", "test_info") if forward else ("id", "task", "ground_truth")
+    for field in needed:
+        if field not in row:
+            raise OVOPredictionError(f"{where}: field '{field}' is missing")
+    if not forward:
+        return
+    probe_field = "count" if row["task"] == "REC" else "type"
+    for j, probe in enumerate(row["test_info"]):
+        if not isinstance(probe, dict) or probe_field not in probe:
+            raise OVOPredictionError(f"{where}: field 'test_info[{j}].{probe_field}' is missing")
 
 
 def score_predictions(preds: dict[str, list[dict]]) -> dict:
@@ -115,6 +135,12 @@ def check_against_annotations(preds: dict[str, list[dict]], annotations: Path) -
         rows = json.loads(annotations.read_text())
     except json.JSONDecodeError as exc:
         raise OVOPredictionError(f"{annotations}: line {exc.lineno}: not valid JSON ({exc.msg})") from exc
+    for i, r in enumerate(rows):
+        gt, n = r.get("gt"), len(r.get("options") or [])
+        if gt is not None and n and (isinstance(gt, bool) or not isinstance(gt, int) or not 0 <= gt < n):
+            raise OVOPredictionError(
+                f"{annotations}: row {i} (id {r.get('id')}): field 'gt' {gt!r} is not in 0..{n - 1}"
+            )
     by_id = {r["id"]: r for r in rows}
     coverage: dict[str, dict[str, int]] = defaultdict(lambda: {"annotated": 0, "predicted": 0})
     for r in rows:
@@ -124,10 +150,15 @@ def check_against_annotations(preds: dict[str, list[dict]], annotations: Path) -
             ann = by_id.get(row["id"])
             if ann is None:
                 raise OVOPredictionError(f"prediction id {row['id']} ({cat}) is not in {annotations}")
-            if "ground_truth" in row and "gt" in ann and row["ground_truth"] != chr(ord("A") + ann["gt"]):
+            if "gt" in ann and row.get("ground_truth", chr(ord("A") + ann["gt"])) != chr(ord("A") + ann["gt"]):
                 raise OVOPredictionError(
                     f"prediction id {row['id']}: ground_truth {row['ground_truth']!r} disagrees with "
                     f"{annotations} (gt={ann['gt']}); are these predictions for another edition?"
                 )
             coverage[row["task"]]["predicted"] += 1
     return dict(sorted(coverage.items()))
+
+
+def missing_tasks(coverage: dict[str, dict[str, int]]) -> list[str]:
+    """Annotated tasks without a single prediction (a category's files left out)."""
+    return [t for t, c in coverage.items() if c["annotated"] and not c["predicted"]]
