@@ -64,6 +64,8 @@ def _steps(sample: Sample, needs_frames: bool, max_pixels: int | None) -> Iterat
         # Step times without decoding: the grid k/fps up to the stream's end.
         end = min(limit, _video_duration(sample.video) or limit)
         if math.isinf(end):
+            if "://" not in sample.video and not Path(sample.video).exists():
+                raise VideoSourceError(f"{sample.video}: no such file; check the sample's video path or --videos")
             raise VideoSourceError(f"{sample.video}: cannot tell the stream length; set 'duration' in the sample")
         n = max(1, math.ceil(end * sample.fps - 1e-9))
         for k in range(n):

@@ -73,7 +73,8 @@ class EvalRunConfig:
         from evostreaming.models.specs import parse_spec
 
         ident = {k: v for k, v in asdict(self).items() if k not in ("judge", "max_failures")}
-        ident["data_sha256"] = file_digest(self.data)
+        samples_file = Path(self.data) / "samples.jsonl"  # a folder's samples, not its videos
+        ident["data_sha256"] = file_digest(samples_file if samples_file.is_file() else self.data)
         if self.model:
             ident["model_weights"] = weights_fingerprint(parse_spec(self.model).folder())
         if self.adapter:

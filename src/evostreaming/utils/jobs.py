@@ -136,7 +136,7 @@ def check_identity(folder: Path, kind: str, identity: dict, *, overwrite: bool =
                 else _differences(old.get("identity"), identity)
             )
             raise JobError(
-                f"{folder} holds another {old.get('kind', 'job')} run ({path}); resuming would mix two jobs. "
+                f"{folder} holds a different {old.get('kind', 'job')!r} job ({path}); resuming would mix two jobs. "
                 f"Differences: {'; '.join(what)}. Use a new --output, or --overwrite to discard that run."
             )
     elif any(p.name not in (LOCK,) for p in folder.iterdir()) and not overwrite:
