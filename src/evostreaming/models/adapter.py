@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 import torch
 from PIL import Image
 
+from evostreaming.models.turns import TurnFormat, turn_format_for
+
 
 @dataclass
 class EncodedSegment:
@@ -31,29 +33,46 @@ class FamilyAdapter:
     # Keys of the processor's output that the model's forward consumes for an image.
     image_keys: ClassVar[tuple[str, ...]] = ("pixel_values",)
 
+    # The checkpoint's own turn format, cut from its chat template at load time (``use_template``);
+    # None: the family's hand-written pieces below (the fallback for a template that cannot be cut).
+    turns: TurnFormat | None = None
+
+    def use_template(self, processor) -> FamilyAdapter:
+        """Take the turn pieces from ``processor``'s chat template when it can be cut and verified."""
+        self.turns = turn_format_for(processor, self.family)
+        return self
+
     # -- turn format -------------------------------------------------------------------------
     def system(self, prompt: str) -> str:
+        if self.turns:
+            return self.turns.system(prompt)
         return f"<|im_start|>system\n{prompt}<|im_end|>\n"
 
+    def preamble(self) -> str:
+        """What opens a conversation without a system prompt (a template's default system turn, a BOS)."""
+        return self.turns.preamble if self.turns else ""
+
     def user_open(self) -> str:
-        return "<|im_start|>user\n"
+        return self.turns.user_open if self.turns else "<|im_start|>user\n"
 
     def frame(self) -> str:
+        if self.turns:
+            return self.turns.frame
         raise NotImplementedError
 
     def user_text(self, text: str) -> str:
-        return text
+        return (self.turns.text_prefix if self.turns else "") + text
 
     def assistant_open(self) -> str:
         """Closes the user turn and opens the assistant turn (the generation prompt)."""
-        return "<|im_end|>\n<|im_start|>assistant\n"
+        return self.turns.assistant_open if self.turns else "<|im_end|>\n<|im_start|>assistant\n"
 
     def reply_text(self, text: str) -> str:
         """How an assistant reply is written after ``assistant_open`` (some formats add a space)."""
-        return text
+        return (self.turns.reply_prefix if self.turns else "") + text
 
     def assistant_close(self) -> str:
-        return "<|im_end|>\n"
+        return self.turns.assistant_close if self.turns else "<|im_end|>\n"
 
     def end_of_turn_ids(self, tokenizer) -> set[int]:
         ids = {tokenizer.convert_tokens_to_ids("<|im_end|>")}

@@ -52,6 +52,8 @@ def family_for_model_type(model_type: str) -> Family:
     )
 
 
-def adapter_for(model) -> FamilyAdapter:
-    """The adapter that matches a loaded model's ``config.model_type``."""
-    return family_for_model_type(model.config.model_type).adapter()
+def adapter_for(model, processor=None) -> FamilyAdapter:
+    """The adapter that matches a loaded model's ``config.model_type``; with ``processor``, its turn
+    pieces come from the processor's own chat template (``models.turns``)."""
+    adapter = family_for_model_type(model.config.model_type).adapter()
+    return adapter.use_template(processor) if processor is not None else adapter

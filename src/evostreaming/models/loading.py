@@ -58,7 +58,7 @@ def load_model(
     if device:
         model = model.to(device)
     model.eval()
-    return LoadedModel(model, processor, adapter_for(model), spec)
+    return LoadedModel(model, processor, adapter_for(model, processor), spec)
 
 
 BASE_WEIGHTS = "base_weights.json"  # written beside a trained adapter: which weights it was trained on

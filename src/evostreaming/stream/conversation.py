@@ -67,6 +67,8 @@ def render_conversation(
     b = _Builder(adapter, processor)
     if prompt:
         b.add(adapter.system(prompt))
+    elif adapter.preamble():
+        b.add(adapter.preamble())
     for turn in turns:
         b.add(adapter.user_open())
         b.add(adapter.frame(), turn.frame)
@@ -86,6 +88,8 @@ def render_offline(
     b = _Builder(adapter, processor)
     if system_prompt:
         b.add(adapter.system(system_prompt))
+    elif adapter.preamble():
+        b.add(adapter.preamble())
     b.add(adapter.user_open())
     for frame in frames:
         b.add(adapter.frame(), frame)

@@ -100,7 +100,7 @@ class StreamingSession:
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
-        self.adapter = adapter or adapter_for(model)
+        self.adapter = adapter or adapter_for(model, processor)
         self.config = config or SessionConfig()
         self.keep_inputs = keep_inputs  # keep ids/pixels of cached segments (for exactness checks)
         self.cache = DynamicCache(config=model.config)
@@ -122,6 +122,8 @@ class StreamingSession:
         prompt = self.config.system_prompt.replace("{marker}", self.config.silence_marker)
         if prompt:
             self._queue("system", -1, self.adapter.system(prompt))
+        elif self.adapter.preamble():  # the template's default system turn (or BOS), as offline
+            self._queue("system", -1, self.adapter.preamble())
 
     # -- low level: queue text, feed a chunk --------------------------------------------------
     def _queue(

@@ -19,6 +19,8 @@ class InternVLAdapter(FamilyAdapter):
     image_keys = ("pixel_values",)
 
     def frame(self) -> str:
+        if self.turns:
+            return super().frame()
         return "<IMG_CONTEXT>\n"
 
 

@@ -21,6 +21,8 @@ class LlavaOnevisionAdapter(FamilyAdapter):
     image_keys = ("pixel_values", "image_sizes")
 
     def frame(self) -> str:
+        if self.turns:
+            return super().frame()
         return "<image>\n"
 
     def merge_mm(self, parts):

@@ -62,6 +62,8 @@ class QwenVLAdapter(FamilyAdapter):
     positions_scheme = "mrope"
 
     def frame(self) -> str:
+        if self.turns:
+            return super().frame()
         return "<|vision_start|><|image_pad|><|vision_end|>"
 
     def _token_types(self, model, input_ids: torch.Tensor) -> torch.Tensor:

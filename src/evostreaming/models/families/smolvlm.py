@@ -21,21 +21,33 @@ class SmolVLMAdapter(FamilyAdapter):
     image_keys = ("pixel_values", "pixel_attention_mask")
 
     def system(self, prompt: str) -> str:
+        if self.turns:
+            return super().system(prompt)
         return f"<|im_start|>System: {prompt}<end_of_utterance>\n"
 
     def user_open(self) -> str:
+        if self.turns:
+            return super().user_open()
         return "User:"
 
     def frame(self) -> str:
+        if self.turns:
+            return super().frame()
         return "<image>"
 
     def assistant_open(self) -> str:
+        if self.turns:
+            return super().assistant_open()
         return "<end_of_utterance>\nAssistant:"
 
     def reply_text(self, text: str) -> str:
+        if self.turns:
+            return super().reply_text(text)
         return f" {text}"
 
     def assistant_close(self) -> str:
+        if self.turns:
+            return super().assistant_close()
         return "<end_of_utterance>\n"
 
     def end_of_turn_ids(self, tokenizer) -> set[int]:
