@@ -12,6 +12,18 @@ OVO = SHARED / "data" / "ovo-bench"
 SAMPLE_VIDEOS = OVO / "sample" / "videos"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` skip, with the reason, where CUDA is absent."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (run on a GPU machine: docs/gpu.md)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 def need_shared(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"shared data missing: {path} (see ../shared/README.md)")

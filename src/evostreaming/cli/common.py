@@ -56,6 +56,12 @@ ModelArg = Annotated[str, typer.Argument(help=MODEL_HELP)]
 ModelOpt = Annotated[str, typer.Option(help=MODEL_HELP)]
 AdapterOpt = Annotated[Path | None, typer.Option(help="a PEFT LoRA adapter folder to apply on the model")]
 JudgeOpt = Annotated[str, typer.Option(help="rule | embedding | openai:URL,model=NAME")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N")]
+DtypeOpt = Annotated[str, typer.Option(help="auto (bfloat16 on a GPU, float32 on the CPU), float32, bfloat16, float16")]
+AttnOpt = Annotated[str, typer.Option(help="auto (the fastest installed), sdpa, flash_attention_2 or eager")]
+DeviceMapOpt = Annotated[
+    str | None, typer.Option(help="auto: spread a model larger than one GPU over all of them (accelerate)")
+]
 OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", help="discard what the output folder holds from another job and start anew")
 ]

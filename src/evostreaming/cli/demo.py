@@ -18,11 +18,14 @@ def demo(
     replay_annotations: float = typer.Option(
         0.0, help="also replay the model's own task types, questions and relevance labels (see docs/evostreaming.md)"
     ),
+    prompts: str | None = typer.Option(None, help="stage prompts: a YAML file or 'pocket' (the default)"),
 ) -> None:
     """The main job on the embedded default model."""
     from evostreaming.evolve.main_job import run_demo
 
     try:
-        run_demo(output, quick=quick, console=console, replay=replay, replay_annotations=replay_annotations)
+        run_demo(
+            output, quick=quick, console=console, replay=replay, replay_annotations=replay_annotations, prompts=prompts
+        )
     except ValueError as exc:  # bad settings, or an output folder holding another run: before any work
         fail(str(exc))

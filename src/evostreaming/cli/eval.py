@@ -10,6 +10,10 @@ from evostreaming.cli.common import (
     MODEL_HELP,
     AdapterOpt,
     App,
+    AttnOpt,
+    DeviceMapOpt,
+    DeviceOpt,
+    DtypeOpt,
     JudgeOpt,
     OverwriteOpt,
     SilenceThresholdOpt,
@@ -43,7 +47,10 @@ def eval_run(
     max_failures: int | None = typer.Option(
         None, help="stop (exit 1) when more samples than this fail in a run; default 5% of them, at least 3"
     ),
-    dtype: str = typer.Option("auto", help="model dtype: auto, float32, bfloat16, float16"),
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    attn: AttnOpt = "auto",
+    device_map: DeviceMapOpt = None,
     overwrite: OverwriteOpt = False,
     timelines: TimelinesOpt = 50,
 ) -> None:
@@ -68,6 +75,9 @@ def eval_run(
             max_pixels=max_pixels,
             max_failures=max_failures,
             dtype=dtype,
+            device=device,
+            attn=attn,
+            device_map=device_map,
         )
     except ValueError as exc:
         fail(str(exc))

@@ -53,6 +53,9 @@ def evolve_run(
         0.0, help="self-replay of the model's own task types, questions and relevance labels (x trajectories)"
     ),
     seed: int = typer.Option(0),
+    prompts: str | None = typer.Option(
+        None, help="stage prompts: a YAML file, 'real' (for real checkpoints) or 'pocket' (the default)"
+    ),
     overwrite: OverwriteOpt = False,
     lora: LoraTrainConfig = None,
 ) -> None:
@@ -78,6 +81,7 @@ def evolve_run(
             ask_at_start_types=tuple(ask_at_start),
             replay=replay,
             replay_annotations=replay_annotations,
+            prompts_path=prompts,
         )
     except ValueError as exc:
         fail(str(exc))

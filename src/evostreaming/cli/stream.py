@@ -7,7 +7,18 @@ from pathlib import Path
 
 import typer
 
-from evostreaming.cli.common import AdapterOpt, ModelArg, SilenceThresholdOpt, console, err, fail
+from evostreaming.cli.common import (
+    AdapterOpt,
+    AttnOpt,
+    DeviceMapOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ModelArg,
+    SilenceThresholdOpt,
+    console,
+    err,
+    fail,
+)
 
 
 def stream(
@@ -28,11 +39,14 @@ def stream(
     max_pixels: int = typer.Option(448 * 448, help="resize frames to at most this many pixels"),
     max_steps: int | None = typer.Option(None, help="stop after this many frames (for endless sources)"),
     adapter: AdapterOpt = None,
-    dtype: str = typer.Option("auto", help="model dtype: auto, float32, bfloat16, float16"),
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    attn: AttnOpt = "auto",
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Watch SOURCE with MODEL; print each response with its stream time as it happens."""
     from evostreaming.models import ModelLoadError, load_model
-    from evostreaming.models.specs import DTYPES
+    from evostreaming.models.placement import Placement
     from evostreaming.stream.display import StreamDisplay
     from evostreaming.stream.memory import MemoryPolicy
     from evostreaming.stream.runner import UserTurn, run_stream
@@ -43,8 +57,7 @@ def stream(
         fail(f"--fps must be a positive number of frames per second; got {fps}")
     if not (math.isfinite(memory_window) and memory_window >= 0):
         fail(f"--memory-window is seconds >= 0 (0 = unbounded); got {memory_window}")
-    if dtype not in DTYPES:
-        fail(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    placement = Placement(device=device, dtype=dtype, attn=attn, device_map=device_map)  # checked here
     if max_steps is not None and max_steps < 1:
         fail(f"--max-steps must be >= 1; got {max_steps}")
     if query_at and len(query_at) != len(query):
@@ -64,7 +77,7 @@ def stream(
         memory=MemoryPolicy(window_frames=window, max_text_turns=max_text_turns),
     )
     try:
-        loaded = load_model(model, dtype=dtype, adapter_dir=str(adapter) if adapter else None)
+        loaded = load_model(model, placement=placement, adapter_dir=str(adapter) if adapter else None)
     except (ModelLoadError, ValueError) as exc:
         fail(str(exc))
     session = StreamingSession(loaded.model, loaded.processor, loaded.adapter, config)

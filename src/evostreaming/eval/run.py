@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from evostreaming.models.specs import DTYPES
+from evostreaming.models.placement import Placement
 from evostreaming.utils.jobs import file_digest, job
 
 
@@ -35,6 +35,9 @@ class EvalRunConfig:
     max_pixels: int = 448 * 448
     max_failures: int | None = None  # None: 5% of the samples to run, at least 3
     dtype: str = "auto"
+    device: str = "auto"
+    attn: str = "auto"
+    device_map: str | None = None
 
     def __post_init__(self) -> None:
         from evostreaming.eval.benchmarks import BENCHMARKS
@@ -64,15 +67,18 @@ class EvalRunConfig:
             raise ValueError("--max-new-tokens and --max-pixels must be >= 1")
         if self.max_failures is not None and self.max_failures < 0:
             raise ValueError(f"--max-failures must be >= 0; got {self.max_failures}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"--dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
+        self.placement()  # device, dtype and attention are checked there
+
+    def placement(self) -> Placement:
+        return Placement(device=self.device, dtype=self.dtype, attn=self.attn, device_map=self.device_map)
 
     def identity(self) -> dict:
         """Every setting that changes the trajectories (the judge only changes the report)."""
         from evostreaming.models.loading import weights_fingerprint
         from evostreaming.models.specs import parse_spec
 
-        ident = {k: v for k, v in asdict(self).items() if k not in ("judge", "max_failures")}
+        ident = {k: v for k, v in asdict(self).items() if k not in ("judge", "max_failures", "device", "device_map")}
+        ident["dtype"], ident["attn"] = self.placement().describe()["dtype"], self.placement().describe()["attn"]
         samples_file = Path(self.data) / "samples.jsonl"  # a folder's samples, not its videos
         ident["data_sha256"] = file_digest(samples_file if samples_file.is_file() else self.data)
         if self.model:
@@ -90,6 +96,9 @@ def run_eval(cfg: EvalRunConfig, output: Path, *, console: Console, overwrite: b
     from evostreaming.eval.policies import SessionPolicy, make_baseline
     from evostreaming.eval.protocol import run_protocol
     from evostreaming.eval.report import write_report
+    from evostreaming.eval.scoring import ScoreConfig
+    from evostreaming.stream.decision import DEFAULT_SILENCE_MARKER
+    from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT
 
     samples = load_benchmark(cfg.benchmark, cfg.data, cfg.videos, cfg.fps, cfg.limit)
     with job(output, "eval run", cfg.identity(), overwrite=overwrite):
@@ -103,7 +112,8 @@ def run_eval(cfg: EvalRunConfig, output: Path, *, console: Console, overwrite: b
             from evostreaming.stream.memory import MemoryPolicy
             from evostreaming.stream.session import SessionConfig
 
-            loaded = load_model(cfg.model, dtype=cfg.dtype, adapter_dir=str(cfg.adapter) if cfg.adapter else None)
+            adapter = str(cfg.adapter) if cfg.adapter else None
+            loaded = load_model(cfg.model, placement=cfg.placement(), adapter_dir=adapter)
 
             def config_for(sample):
                 window = math.ceil(cfg.memory_window * sample.fps) if cfg.memory_window > 0 else None
@@ -116,6 +126,16 @@ def run_eval(cfg: EvalRunConfig, output: Path, *, console: Console, overwrite: b
             policy = SessionPolicy(loaded, config_for)
         cap = cfg.max_failures if cfg.max_failures is not None else max(3, math.ceil(0.05 * len(samples)))
         info = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+        info["placement"] = cfg.placement().describe()
+        # the protocol's parameters the paper does not publish, named here (docs/realstreameval.md)
+        info["protocol"] = {
+            "name": "RealStreamEval (this project's re-implementation)",
+            "scoring": asdict(ScoreConfig()),
+            "overall": "mean of regimes present; a regime is the mean of its tasks; a task the mean of its samples",
+            "silence_marker": DEFAULT_SILENCE_MARKER,
+            "system_prompt": DEFAULT_SYSTEM_PROMPT if cfg.model else None,
+            "turn_format": asdict(policy.loaded.adapter.turns) if cfg.model and policy.loaded.adapter.turns else None,
+        }
         run_protocol(
             samples, policy, output, console=console, max_pixels=cfg.max_pixels, run_info=info, max_failures=cap
         )

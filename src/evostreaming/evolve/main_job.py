@@ -57,6 +57,7 @@ class DemoConfig:
     ask_at_start_types: tuple[str, ...] = FORWARD_TYPES
     replay: float = 1.0  # 0.5 until pocket v7, whose round lost 5.5 points of offline QA at 0.5 (3.0 at 1.0)
     replay_annotations: float = 0.0
+    prompts: str | None = None  # the stage prompt set (None: the pocket's; see evolve/prompts.py)
     bench_seed: int = 0
     world_seed: int = 0
 
@@ -77,6 +78,7 @@ class DemoConfig:
             ask_at_start_types=self.ask_at_start_types,
             replay=self.replay,
             replay_annotations=self.replay_annotations,
+            prompts_path=self.prompts,
         )
 
     def offline_counts(self) -> dict[str, int]:
@@ -171,6 +173,7 @@ def run_demo(
     console: Console | None = None,
     replay: float | None = None,
     replay_annotations: float = 0.0,
+    prompts: str | None = None,
 ) -> dict:
     """``evostreaming demo``: the main job with ``DemoConfig`` (or its quick variant); ``replay=None``
     keeps ``DemoConfig``'s. Raises ValueError before any work for bad settings, a folder holding
@@ -185,6 +188,7 @@ def run_demo(
     console = console or Console()
     cfg = DemoConfig.quick() if quick else DemoConfig()
     cfg.replay_annotations = replay_annotations
+    cfg.prompts = prompts
     if replay is not None:
         cfg.replay = replay
     console.print("EvoStreaming main job on the pocket model" + (" (quick)" if quick else " (~10 min on 2 cores)"))

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import yaml
 
-DEFAULT_PROMPTS = Path(__file__).resolve().parent / "prompts.yaml"
+DEFAULT_PROMPTS = Path(__file__).resolve().parent / "prompts.yaml"  # the pocket model's language
+REAL_PROMPTS = Path(__file__).resolve().parent / "prompts_real.yaml"  # for real checkpoints (docs/evostreaming.md)
+NAMED = {"pocket": DEFAULT_PROMPTS, "real": REAL_PROMPTS}
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,10 @@ class Prompts:
 
 
 def load_prompts(path: str | Path | None = None) -> Prompts:
-    path = Path(path) if path else DEFAULT_PROMPTS
+    """A prompt set: a YAML file, or ``pocket`` / ``real`` for the shipped sets (default: pocket)."""
+    path = NAMED.get(str(path), Path(path)) if path else DEFAULT_PROMPTS
+    if not path.is_file():
+        raise ValueError(f"--prompts {path}: no such file (a YAML prompt set, or 'pocket' / 'real')")
     data = yaml.safe_load(path.read_text())
     missing = {"version", "taxonomy", "question", "relevance", "answer", "task_types"} - set(data or {})
     if missing:

@@ -231,7 +231,13 @@ def stage_relevance(ctx: StageContext, questions: list[dict], videos: dict[str, 
         for vid, q in chunk:
             frames = ctx.frames(videos[vid])
             start = len(reqs)
-            reqs += [Request(segment(frames, k), ctx.prompts.relevance.format(question=q)) for k in range(len(frames))]
+            fps = videos[vid].fps
+            reqs += [
+                Request(
+                    segment(frames, k), ctx.prompts.relevance.format(question=q, start=max(0, k - 1) / fps, end=k / fps)
+                )
+                for k in range(len(frames))
+            ]
             spans.append((start, len(reqs)))
         outs = ctx.backend.generate(reqs, max_new_tokens=3)
         rows = []

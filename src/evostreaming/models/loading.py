@@ -12,6 +12,7 @@ import torch
 
 from evostreaming.models.adapter import FamilyAdapter
 from evostreaming.models.family import adapter_for
+from evostreaming.models.placement import Placement
 from evostreaming.models.specs import ModelLoadError, parse_spec
 
 
@@ -27,9 +28,12 @@ def load_model(
     spec: str,
     *,
     dtype: str = "auto",
-    device: str | None = None,
+    device: str | None = "auto",
+    attn: str = "auto",
+    device_map: str | None = None,
     adapter_dir: str | None = None,
     trust_remote_code: bool = False,
+    placement: Placement | None = None,
 ) -> LoadedModel:
     """Load ``spec`` for streaming (see ``models.specs``).
 
@@ -37,10 +41,12 @@ def load_model(
     * ``tiny:<family>``: a tiny random-weight model built offline (tests, benchmarks).
     * a local folder or a hub id: ``AutoModelForImageTextToText`` + ``AutoProcessor``. Hub ids need
       network access or a populated Hugging Face cache.
-    ``adapter_dir`` applies a PEFT LoRA adapter on top.
+    ``adapter_dir`` applies a PEFT LoRA adapter on top. ``placement`` (or ``device``, ``dtype``, ``attn``,
+    ``device_map``) says where and in what precision it runs (``models.placement``).
     """
+    placement = placement or Placement(device=device or "auto", dtype=dtype, attn=attn, device_map=device_map)
     parsed = parse_spec(spec)
-    model, processor = parsed.load(dtype=dtype, trust_remote_code=trust_remote_code)
+    model, processor = parsed.load(placement, trust_remote_code=trust_remote_code)
     if adapter_dir:
         from peft import PeftModel
 
@@ -55,8 +61,6 @@ def load_model(
                 f"adapter {adapter_dir} does not fit model {spec!r} ({str(exc).splitlines()[0][:160]}); it was "
                 f"trained on {base!r}: load it on that model"
             ) from exc
-    if device:
-        model = model.to(device)
     model.eval()
     return LoadedModel(model, processor, adapter_for(model, processor), spec)
 

@@ -11,12 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
+from evostreaming.models.placement import DTYPES, Placement  # noqa: F401 (DTYPES: the --dtype choices)
 from evostreaming.utils.errors import UserError
 from evostreaming.utils.registry import Registry
-
-DTYPES = ("auto", "float32", "bfloat16", "float16")  # --dtype choices ("auto": the checkpoint's own)
 
 
 class ModelLoadError(UserError, RuntimeError):
@@ -33,14 +30,19 @@ class ModelSpec:
         """The local folder the weights load from (None: built in memory, or a hub id)."""
         return SCHEMES.get(self.scheme).folder(self)
 
-    def load(self, *, dtype: str, trust_remote_code: bool):
-        """(model, processor)."""
-        return SCHEMES.get(self.scheme).load(self, dtype, trust_remote_code)
+    def load(self, placement: Placement, *, trust_remote_code: bool = False):
+        """(model, processor), placed: on its device (or a device map) in its precision."""
+        model, processor = SCHEMES.get(self.scheme).load(self, placement, trust_remote_code)
+        if placement.attn != "auto" and getattr(model.config, "_attn_implementation", None) != placement.attn:
+            model.set_attn_implementation(placement.attn)
+        if placement.device_map is None:
+            model = model.to(device=placement.resolved_device(), dtype=placement.torch_dtype())
+        return model, processor
 
 
 @dataclass(frozen=True)
 class Scheme:
-    load: Callable[[ModelSpec, str, bool], tuple]  # (spec, dtype, trust_remote_code) -> (model, processor)
+    load: Callable[[ModelSpec, Placement, bool], tuple]  # (spec, placement, trust_remote_code) -> (model, processor)
     folder: Callable[[ModelSpec], Path | None] = lambda spec: None
     help: str = ""
 
@@ -66,7 +68,7 @@ def _pocket_folder(spec: ModelSpec) -> Path:
     return Path(spec.arg) if spec.arg else WEIGHTS_DIR
 
 
-def _load_pocket(spec: ModelSpec, dtype: str, trust_remote_code: bool):
+def _load_pocket(spec: ModelSpec, placement: Placement, trust_remote_code: bool):
     from evostreaming.models.pocket import load_pocket
 
     try:
@@ -75,7 +77,7 @@ def _load_pocket(spec: ModelSpec, dtype: str, trust_remote_code: bool):
         raise ModelLoadError(str(exc)) from exc
 
 
-def _load_tiny(spec: ModelSpec, dtype: str, trust_remote_code: bool):
+def _load_tiny(spec: ModelSpec, placement: Placement, trust_remote_code: bool):
     from evostreaming.models.tiny import build_tiny
 
     tm = build_tiny(spec.arg or "")
@@ -87,7 +89,7 @@ def _local_folder(spec: ModelSpec) -> Path | None:
     return local if local.is_dir() else None
 
 
-def _load_pretrained(spec: ModelSpec, dtype: str, trust_remote_code: bool):
+def _load_pretrained(spec: ModelSpec, placement: Placement, trust_remote_code: bool):
     """``AutoModelForImageTextToText`` + ``AutoProcessor`` from a folder or a hub id (hub ids need
     network access or a populated Hugging Face cache)."""
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
@@ -114,8 +116,13 @@ def _load_pretrained(spec: ModelSpec, dtype: str, trust_remote_code: bool):
             f"model {spec.text!r} has model_type {config.model_type!r}, which has no streaming adapter; "
             f"supported: {', '.join(sorted(supported))} (families: {', '.join(family_names())})"
         )
-    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-    model = AutoModelForImageTextToText.from_pretrained(where, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    model = AutoModelForImageTextToText.from_pretrained(
+        where,
+        dtype=placement.torch_dtype(),
+        attn_implementation=placement.attn_implementation(),
+        device_map=placement.device_map,
+        trust_remote_code=trust_remote_code,
+    )
     processor = AutoProcessor.from_pretrained(where, trust_remote_code=trust_remote_code)
     return model, processor
 

@@ -33,8 +33,8 @@ def decide(marker_logits: torch.Tensor, marker_ids: list[int], threshold: float 
     ``marker_logits`` has shape (len(marker_ids), vocab): row i predicts marker token i.
     """
     logp = torch.log_softmax(marker_logits.float(), dim=-1)
-    idx = torch.tensor(marker_ids)
-    token_logp = logp[torch.arange(len(marker_ids)), idx]
+    idx = torch.tensor(marker_ids, device=marker_logits.device)
+    token_logp = logp[torch.arange(len(marker_ids), device=marker_logits.device), idx]
     prob = float(token_logp.sum().exp())
     greedy = bool((marker_logits.argmax(dim=-1) == idx).all())
     silent = greedy if threshold is None else prob >= threshold

@@ -104,6 +104,7 @@ class StreamingSession:
         self.config = config or SessionConfig()
         self.keep_inputs = keep_inputs  # keep ids/pixels of cached segments (for exactness checks)
         self.cache = DynamicCache(config=model.config)
+        self._input_device = model.get_input_embeddings().weight.device
         self._cache_kw = cache_keyword(model)
         self.segments: list[Segment] = []
         self.segment_inputs: list[EncodedSegment] = []  # parallel to segments when keep_inputs
@@ -157,13 +158,20 @@ class StreamingSession:
                 f"stream reached position {self.next_pos}, beyond the model's {self._max_pos}; "
                 "bound the memory with --memory-window SECONDS"
             )
+        # inputs go where the model's embeddings live (one GPU, or the first of a device_map);
+        # pixels in the model's precision
+        device, dtype = self._input_device, self.model.dtype
+        mm_inputs = {
+            k: v.to(device, dtype=dtype) if v.is_floating_point() else v.to(device)
+            for k, v in self.adapter.merge_mm(mm).items()
+        }
         out = self.model(
-            input_ids=torch.cat(ids).unsqueeze(0),
-            position_ids=self.adapter.forward_position_ids(torch.cat(pos, dim=1)),
+            input_ids=torch.cat(ids).unsqueeze(0).to(device),
+            position_ids=self.adapter.forward_position_ids(torch.cat(pos, dim=1)).to(device),
             **{self._cache_kw: self.cache},
             use_cache=True,
             logits_to_keep=0 if self.keep_inputs else keep,
-            **self.adapter.merge_mm(mm),
+            **mm_inputs,
         )
         logits = out.logits[0].float()
         if self.keep_inputs:

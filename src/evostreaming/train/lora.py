@@ -247,7 +247,9 @@ def train_lora(
             )
         console.print(f"resuming LoRA training from step {start} ({ckpt})")
         _truncate_log(output / "train_log.jsonl", start)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    # bf16 autocast on a GPU over float32 master weights; plain float32 on the CPU
+    on_gpu = torch.cuda.is_available()
+    accelerator = Accelerator(cpu=not on_gpu, mixed_precision="bf16" if on_gpu else "no")
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
     write_json(
