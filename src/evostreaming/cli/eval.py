@@ -85,7 +85,8 @@ def eval_run(
         summary = run_eval(cfg, output, console=err, overwrite=overwrite, timelines=timelines)
     except TooManyFailures as exc:
         fail(str(exc), code=1)
-    _print_summary(summary, output)
+    if summary is not None:  # None: a worker process of a multi-process run (rank 0 reports)
+        _print_summary(summary, output)
 
 
 @app.command("report")

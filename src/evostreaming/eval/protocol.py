@@ -10,6 +10,7 @@ ones (the newest line of a sample is the one that counts).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from rich.console import Console
 from evostreaming.eval.policies import Policy
 from evostreaming.eval.schema import Sample
 from evostreaming.utils.errors import UserError
-from evostreaming.utils.jobs import write_json
+from evostreaming.utils.jobs import write_atomic, write_json
 from evostreaming.utils.jsonl import append_jsonl, read_jsonl
 from evostreaming.utils.progress import job_progress
 from evostreaming.video.sources import VideoFileSource, VideoSourceError
@@ -33,12 +34,29 @@ class TooManyFailures(UserError, RuntimeError):
 
 
 def read_trajectories(out_dir: Path) -> list[dict]:
-    """One row per sample: its newest line (a retried sample appends a new one), in first-seen order."""
+    """One row per sample: its newest line (a retried sample appends a new one), in first-seen order.
+    The shards of a multi-process run (``trajectories.rank<r>.jsonl``) count, after the merged file."""
     latest: dict[str, dict] = {}
-    for row in read_jsonl(Path(out_dir) / TRAJECTORIES):
-        latest.pop(row["id"], None)  # keep the file's order of last attempts
-        latest[row["id"]] = row
+    out_dir = Path(out_dir)
+    for path in [out_dir / TRAJECTORIES, *sorted(out_dir.glob("trajectories.rank*.jsonl"))]:
+        for row in read_jsonl(path):
+            latest.pop(row["id"], None)  # keep the order of last attempts
+            latest[row["id"]] = row
     return list(latest.values())
+
+
+def merge_shards(out_dir: Path, order: list[str]) -> None:
+    """Fold the shard files of a multi-process run into ``trajectories.jsonl``, in sample order."""
+    out_dir = Path(out_dir)
+    shards = sorted(out_dir.glob("trajectories.rank*.jsonl"))
+    if not shards:
+        return
+    rows = {r["id"]: r for r in read_trajectories(out_dir)}
+    rank = {sid: i for i, sid in enumerate(order)}
+    merged = sorted(rows.values(), key=lambda r: rank.get(r["id"], len(rank)))
+    write_atomic(out_dir / TRAJECTORIES, "".join(json.dumps(r) + "\n" for r in merged))
+    for shard in shards:
+        shard.unlink()
 
 
 def failure_reasons(rows: list[dict]) -> dict[str, int]:
@@ -122,6 +140,7 @@ def run_protocol(
     max_pixels: int | None = 448 * 448,
     run_info: dict | None = None,
     max_failures: int | None = None,
+    file: str = TRAJECTORIES,
 ) -> list[dict]:
     """Run the samples not yet finished (failed ones again). More than ``max_failures`` failed
     samples in this run (None: no limit) stops it with ``TooManyFailures``, after recording them."""
@@ -130,8 +149,8 @@ def run_protocol(
     previous = {row["id"]: row for row in read_trajectories(out_dir)}
     done = {i for i, row in previous.items() if not row.get("error")}
     todo = [s for s in samples if s.id not in done]
-    info = {"policy": policy.name, "n_samples": len(samples), **(run_info or {})}
-    write_json(out_dir / "run.json", info)
+    if run_info is not None or file == TRAJECTORIES:
+        write_json(out_dir / "run.json", {"policy": policy.name, "n_samples": len(samples), **(run_info or {})})
     console = console or Console(stderr=True)
     retry = sum(1 for s in todo if s.id in previous)
     if done or retry:
@@ -139,7 +158,7 @@ def run_protocol(
             f"resuming: {len(done)} samples finished in {out_dir / TRAJECTORIES}, {len(todo)} to go"
             + (f" ({retry} failed before: retrying them)" if retry else "")
         )
-    path = out_dir / TRAJECTORIES
+    path = out_dir / file
     failed = 0
     with job_progress(console, f"RealStreamEval [{policy.name}]") as progress:
         task = progress.add_task("eval", total=len(todo), status="")

@@ -9,13 +9,16 @@ remote judge once, runs the protocol (failures recorded, retried on a re-run, an
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import os
+from contextlib import ExitStack, nullcontext
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
 
+from evostreaming.eval.protocol import TRAJECTORIES, TooManyFailures, merge_shards
 from evostreaming.models.placement import Placement
-from evostreaming.utils.jobs import file_digest, job
+from evostreaming.utils.jobs import JobError, check_identity, ensure_writable, file_digest, folder_lock, job
 
 
 @dataclass
@@ -88,55 +91,141 @@ class EvalRunConfig:
         return ident
 
 
+def _distributed():
+    """(rank, world size, accelerate state) under ``accelerate launch`` / ``torchrun``; (0, 1, None) otherwise."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, None
+    import torch
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # gloo processes on a CPU machine
+    return state.process_index, state.num_processes, state
+
+
+def _on_all_ranks(state, rank: int, action):
+    """Run ``action`` on rank 0 and raise its error (if any) on every rank, so none waits forever."""
+    from accelerate.utils import broadcast_object_list
+
+    message = [None]
+    if rank == 0:
+        try:
+            action()
+        except Exception as exc:  # re-raised below, on every rank
+            message = [(type(exc).__name__, str(exc))]
+    broadcast_object_list(message, from_process=0)
+    if message[0]:
+        raise JobError(message[0][1])
+
+
 def run_eval(cfg: EvalRunConfig, output: Path, *, console: Console, overwrite: bool = False, timelines: int = 50):
-    """Run and score; returns the summary. Raises ValueError subclasses for user errors (before any
-    work where possible) and ``TooManyFailures`` when more than ``max_failures`` samples fail."""
+    """Run and score; returns the summary (None on ranks other than 0 of a multi-process run).
+    Raises ValueError subclasses for user errors (before any work where possible) and
+    ``TooManyFailures`` when more than ``max_failures`` samples fail.
+
+    Under ``accelerate launch`` (or ``torchrun``) each process takes the samples ``rank::world`` on
+    its own device, appends them to ``trajectories.rank<r>.jsonl`` (resumable like the single file),
+    and rank 0 merges the shards into ``trajectories.jsonl`` in sample order and writes the report:
+    the result equals a one-process run."""
+    from accelerate.utils import gather_object
+
     from evostreaming.eval.benchmarks import load_benchmark
     from evostreaming.eval.judges import make_judge
+    from evostreaming.eval.report import write_report
+
+    samples = load_benchmark(cfg.benchmark, cfg.data, cfg.videos, cfg.fps, cfg.limit)
+    rank, world, state = _distributed()
+    output = Path(output)
+    if world == 1:
+        with job(output, "eval run", cfg.identity(), overwrite=overwrite):
+            scorer = make_judge(cfg.judge, cache_dir=output / "judge-cache")
+            if hasattr(scorer, "check"):
+                scorer.check()  # a dead judge stops the run now, not after hours of streams
+            _run_shard(cfg, samples, output, console, rank=0, world=1, state=None, total=len(samples))
+            return write_report(output, scorer, timelines=timelines)
+    identity = cfg.identity()
+    holder = ExitStack()
+    try:
+        _on_all_ranks(state, rank, lambda: _open_job(holder, output, identity, overwrite))
+        with folder_lock(output, name=f".lock.rank{rank}") if rank else nullcontext():
+            error = None
+            try:
+                shard = samples[rank::world]
+                _run_shard(cfg, shard, output, console, rank=rank, world=world, state=state, total=len(samples))
+            except TooManyFailures as exc:
+                error = str(exc)
+            state.wait_for_everyone()
+            errors = [e for e in gather_object([error]) if e]
+        if rank != 0:
+            return None
+        merge_shards(output, [s.id for s in samples])
+        if errors:
+            raise TooManyFailures(errors[0])
+        scorer = make_judge(cfg.judge, cache_dir=output / "judge-cache")
+        if hasattr(scorer, "check"):
+            scorer.check()
+        return write_report(output, scorer, timelines=timelines)
+    finally:
+        holder.close()
+
+
+def _open_job(holder: ExitStack, output: Path, identity: dict, overwrite: bool) -> None:
+    ensure_writable(output)
+    holder.enter_context(folder_lock(output))
+    check_identity(output, "eval run", identity, overwrite=overwrite)
+
+
+def _run_shard(
+    cfg: EvalRunConfig, samples, output: Path, console: Console, *, rank: int, world: int, state, total: int
+) -> None:
     from evostreaming.eval.policies import SessionPolicy, make_baseline
     from evostreaming.eval.protocol import run_protocol
-    from evostreaming.eval.report import write_report
     from evostreaming.eval.scoring import ScoreConfig
     from evostreaming.stream.decision import DEFAULT_SILENCE_MARKER
     from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT
 
-    samples = load_benchmark(cfg.benchmark, cfg.data, cfg.videos, cfg.fps, cfg.limit)
-    with job(output, "eval run", cfg.identity(), overwrite=overwrite):
-        scorer = make_judge(cfg.judge, cache_dir=output / "judge-cache")
-        if hasattr(scorer, "check"):
-            scorer.check()  # a dead judge stops the run now, not after hours of streams
-        if cfg.baseline:
-            policy = make_baseline(cfg.baseline)
-        else:
-            from evostreaming.models import load_model
-            from evostreaming.stream.memory import MemoryPolicy
-            from evostreaming.stream.session import SessionConfig
+    if cfg.baseline:
+        policy = make_baseline(cfg.baseline)
+    else:
+        from evostreaming.models import load_model
+        from evostreaming.stream.memory import MemoryPolicy
+        from evostreaming.stream.session import SessionConfig
 
-            adapter = str(cfg.adapter) if cfg.adapter else None
-            loaded = load_model(cfg.model, placement=cfg.placement(), adapter_dir=adapter)
+        placement = cfg.placement()
+        if world > 1 and placement.resolved_device() == "cuda" and placement.device_map is None:
+            placement = replace(placement, device=f"cuda:{state.local_process_index}")  # one GPU per process
+        adapter = str(cfg.adapter) if cfg.adapter else None
+        loaded = load_model(cfg.model, placement=placement, adapter_dir=adapter)
 
-            def config_for(sample):
-                window = math.ceil(cfg.memory_window * sample.fps) if cfg.memory_window > 0 else None
-                return SessionConfig(
-                    silence_threshold=cfg.silence_threshold,
-                    max_new_tokens=cfg.max_new_tokens,
-                    memory=MemoryPolicy(window_frames=window),
-                )
+        def config_for(sample):
+            window = math.ceil(cfg.memory_window * sample.fps) if cfg.memory_window > 0 else None
+            return SessionConfig(
+                silence_threshold=cfg.silence_threshold,
+                max_new_tokens=cfg.max_new_tokens,
+                memory=MemoryPolicy(window_frames=window),
+            )
 
-            policy = SessionPolicy(loaded, config_for)
-        cap = cfg.max_failures if cfg.max_failures is not None else max(3, math.ceil(0.05 * len(samples)))
-        info = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
-        info["placement"] = cfg.placement().describe()
-        # the protocol's parameters the paper does not publish, named here (docs/realstreameval.md)
-        info["protocol"] = {
-            "name": "RealStreamEval (this project's re-implementation)",
-            "scoring": asdict(ScoreConfig()),
-            "overall": "mean of regimes present; a regime is the mean of its tasks; a task the mean of its samples",
-            "silence_marker": DEFAULT_SILENCE_MARKER,
-            "system_prompt": DEFAULT_SYSTEM_PROMPT if cfg.model else None,
-            "turn_format": asdict(policy.loaded.adapter.turns) if cfg.model and policy.loaded.adapter.turns else None,
-        }
-        run_protocol(
-            samples, policy, output, console=console, max_pixels=cfg.max_pixels, run_info=info, max_failures=cap
-        )
-        return write_report(output, scorer, timelines=timelines)
+        policy = SessionPolicy(loaded, config_for)
+    cap = cfg.max_failures if cfg.max_failures is not None else max(3, math.ceil(0.05 * len(samples)))
+    info = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    info["placement"] = cfg.placement().describe()
+    info["processes"], info["n_samples"] = world, total
+    # the protocol's parameters the paper does not publish, named here (docs/realstreameval.md)
+    info["protocol"] = {
+        "name": "RealStreamEval (this project's re-implementation)",
+        "scoring": asdict(ScoreConfig()),
+        "overall": "mean of regimes present; a regime is the mean of its tasks; a task the mean of its samples",
+        "silence_marker": DEFAULT_SILENCE_MARKER,
+        "system_prompt": DEFAULT_SYSTEM_PROMPT if cfg.model else None,
+        "turn_format": asdict(policy.loaded.adapter.turns) if cfg.model and policy.loaded.adapter.turns else None,
+    }
+    file = TRAJECTORIES if world == 1 else f"trajectories.rank{rank}.jsonl"
+    run_protocol(
+        samples,
+        policy,
+        output,
+        console=console,
+        max_pixels=cfg.max_pixels,
+        run_info=info if rank == 0 else None,
+        max_failures=cap,
+        file=file,
+    )

@@ -72,9 +72,9 @@ def file_digest(path: Path) -> str:
 
 
 @contextmanager
-def folder_lock(folder: Path) -> Iterator[None]:
+def folder_lock(folder: Path, name: str = LOCK) -> Iterator[None]:
     """Hold ``folder``'s exclusive lock for the block; another holder makes this raise JobError."""
-    path = Path(folder) / LOCK
+    path = Path(folder) / name
     fh = open(path, "a+", encoding="utf-8")
     try:
         try:
@@ -110,7 +110,7 @@ def _short(value) -> str:
 
 def _clear(folder: Path) -> None:
     for child in folder.iterdir():
-        if child.name == LOCK:
+        if child.name.startswith(LOCK):
             continue
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child)
@@ -139,7 +139,7 @@ def check_identity(folder: Path, kind: str, identity: dict, *, overwrite: bool =
                 f"{folder} holds a different {old.get('kind', 'job')!r} job ({path}); resuming would mix two jobs. "
                 f"Differences: {'; '.join(what)}. Use a new --output, or --overwrite to discard that run."
             )
-    elif any(p.name not in (LOCK,) for p in folder.iterdir()) and not overwrite:
+    elif any(not p.name.startswith(LOCK) for p in folder.iterdir()) and not overwrite:
         raise JobError(
             f"{folder} is not empty and has no {STAMP}, so its files cannot be matched to this {kind}; "
             "use a new --output, or --overwrite to discard them"

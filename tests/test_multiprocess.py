@@ -1,0 +1,81 @@
+"""Data-parallel evaluation: ``accelerate launch --multi_gpu --num_processes 2`` (gloo on a CPU) runs
+``eval run`` as two shards and merges them; the result equals a one-process run, with no sample duplicated or missing,
+and a shard left behind by a killed process resumes."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+ACCELERATE = Path(sys.executable).parent / "accelerate"
+
+
+def _eval(bench: Path, out: Path, processes: int):
+    args = ["eval", "run", "--data", str(bench), "--model", "tiny:qwen2_vl", "--output", str(out)]
+    args += ["--timelines", "0", "--max-new-tokens", "4"]
+    if processes == 1:
+        cmd = [sys.executable, "-m", "evostreaming.cli", *args]
+    else:
+        # on a CPU machine, --multi_gpu starts N gloo processes (accelerate's --cpu alone starts one: it needs mpirun)
+        cmd = [
+            str(ACCELERATE),
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(processes),
+            "-m",
+            "evostreaming.cli",
+            *args,
+        ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads((out / "summary.json").read_text())
+
+
+def _trajectories(out: Path):
+    rows = [json.loads(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]
+    return [(r["id"], [(s["step"], s["action"], s["text"]) for s in r["steps"]]) for r in rows]
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    from evostreaming.world.bench import make_bench
+
+    folder = tmp_path_factory.mktemp("bench")
+    make_bench(3, 6, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def one_process(bench, tmp_path_factory):
+    out = tmp_path_factory.mktemp("one") / "run"
+    return out, _eval(bench, out, 1)
+
+
+def test_two_processes_equal_one(bench, one_process, tmp_path):
+    one_out, one = one_process
+    two = _eval(bench, tmp_path / "two", 2)
+    assert two["overall"] == one["overall"] and two["samples"] == one["samples"]
+    ids = [i for i, _ in _trajectories(tmp_path / "two")]
+    assert len(ids) == len(set(ids)) == 6  # none duplicated, none missing
+    assert _trajectories(tmp_path / "two") == _trajectories(one_out)
+    assert not list((tmp_path / "two").glob("trajectories.rank*.jsonl"))  # merged
+    assert json.loads((tmp_path / "two" / "run.json").read_text())["processes"] == 2
+
+
+def test_a_killed_ranks_shard_resumes(bench, one_process, tmp_path):
+    one_out, one = one_process
+    out = tmp_path / "two"
+    _eval(bench, out, 2)
+    rows = (out / "trajectories.jsonl").read_text().splitlines()
+    # as a kill would leave it: the merged file gone, rank 0's shard with one finished sample and a cut line
+    (out / "trajectories.jsonl").unlink()
+    finished = next(r for r in rows if json.loads(r)["id"] == json.loads(rows[0])["id"])
+    (out / "trajectories.rank0.jsonl").write_text(finished + "\n" + finished[: len(finished) // 2])
+    shutil.rmtree(out / "timelines", ignore_errors=True)
+    again = _eval(bench, out, 2)
+    assert again["samples"] == one["samples"] and _trajectories(out) == _trajectories(one_out)
