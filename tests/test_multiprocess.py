@@ -4,6 +4,7 @@ and a shard left behind by a killed process resumes."""
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,12 @@ import pytest
 
 pytestmark = pytest.mark.slow
 ACCELERATE = Path(sys.executable).parent / "accelerate"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _eval(bench: Path, out: Path, processes: int):
@@ -27,6 +34,8 @@ def _eval(bench: Path, out: Path, processes: int):
             "--multi_gpu",
             "--num_processes",
             str(processes),
+            "--main_process_port",
+            str(_free_port()),  # never the default 29500: another run may hold it or leave it in TIME_WAIT
             "-m",
             "evostreaming.cli",
             *args,
