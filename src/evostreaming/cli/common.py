@@ -62,6 +62,9 @@ AttnOpt = Annotated[str, typer.Option(help="auto (the fastest installed), sdpa, 
 DeviceMapOpt = Annotated[
     str | None, typer.Option(help="auto: spread a model larger than one GPU over all of them (accelerate)")
 ]
+VisualTokensOpt = Annotated[
+    int, typer.Option(help="visual tokens per frame (the paper trains at ~128); fixed-count families ignore it")
+]
 OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", help="discard what the output folder holds from another job and start anew")
 ]

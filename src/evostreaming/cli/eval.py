@@ -18,6 +18,7 @@ from evostreaming.cli.common import (
     OverwriteOpt,
     SilenceThresholdOpt,
     TimelinesOpt,
+    VisualTokensOpt,
     console,
     err,
     fail,
@@ -44,6 +45,7 @@ def eval_run(
     memory_window: float = typer.Option(0.0, help="bounded memory, seconds of frames (0 = unbounded)"),
     max_new_tokens: int = typer.Option(48, help="longest response"),
     max_pixels: int = typer.Option(448 * 448, help="frame pixel budget"),
+    visual_tokens_per_frame: VisualTokensOpt = 128,
     max_failures: int | None = typer.Option(
         None, help="stop (exit 1) when more samples than this fail in a run; default 5% of them, at least 3"
     ),
@@ -73,6 +75,7 @@ def eval_run(
             memory_window=memory_window,
             max_new_tokens=max_new_tokens,
             max_pixels=max_pixels,
+            visual_tokens_per_frame=visual_tokens_per_frame,
             max_failures=max_failures,
             dtype=dtype,
             device=device,

@@ -15,6 +15,7 @@ from evostreaming.cli.common import (
     DtypeOpt,
     ModelArg,
     SilenceThresholdOpt,
+    VisualTokensOpt,
     console,
     err,
     fail,
@@ -39,6 +40,7 @@ def stream(
     max_pixels: int = typer.Option(448 * 448, help="resize frames to at most this many pixels"),
     max_steps: int | None = typer.Option(None, help="stop after this many frames (for endless sources)"),
     adapter: AdapterOpt = None,
+    visual_tokens_per_frame: VisualTokensOpt = 128,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     attn: AttnOpt = "auto",
@@ -75,6 +77,7 @@ def stream(
         silence_threshold=silence_threshold,
         max_new_tokens=max_new_tokens,
         memory=MemoryPolicy(window_frames=window, max_text_turns=max_text_turns),
+        visual_tokens_per_frame=visual_tokens_per_frame,
     )
     try:
         loaded = load_model(model, placement=placement, adapter_dir=str(adapter) if adapter else None)

@@ -36,6 +36,7 @@ class EvalRunConfig:
     memory_window: float = 0.0
     max_new_tokens: int = 48
     max_pixels: int = 448 * 448
+    visual_tokens_per_frame: int = 128
     max_failures: int | None = None  # None: 5% of the samples to run, at least 3
     dtype: str = "auto"
     device: str = "auto"
@@ -66,8 +67,8 @@ class EvalRunConfig:
             raise ValueError(f"--memory-window is seconds >= 0 (0 = unbounded); got {self.memory_window}")
         if self.silence_threshold is not None and not 0.0 <= self.silence_threshold <= 1.0:
             raise ValueError(f"--silence-threshold is a probability in [0, 1]; got {self.silence_threshold}")
-        if self.max_new_tokens < 1 or self.max_pixels < 1:
-            raise ValueError("--max-new-tokens and --max-pixels must be >= 1")
+        if self.max_new_tokens < 1 or self.max_pixels < 1 or self.visual_tokens_per_frame < 1:
+            raise ValueError("--max-new-tokens, --max-pixels and --visual-tokens-per-frame must be >= 1")
         if self.max_failures is not None and self.max_failures < 0:
             raise ValueError(f"--max-failures must be >= 0; got {self.max_failures}")
         self.placement()  # device, dtype and attention are checked there
@@ -202,6 +203,7 @@ def _run_shard(
                 silence_threshold=cfg.silence_threshold,
                 max_new_tokens=cfg.max_new_tokens,
                 memory=MemoryPolicy(window_frames=window),
+                visual_tokens_per_frame=cfg.visual_tokens_per_frame,
             )
 
         policy = SessionPolicy(loaded, config_for)

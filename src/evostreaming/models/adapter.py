@@ -81,11 +81,22 @@ class FamilyAdapter:
         return ids
 
     # -- encoding ----------------------------------------------------------------------------
+    # visual tokens per frame asked for (``--visual-tokens-per-frame``); None: the processor's own budget
+    visual_tokens: int | None = None
+
+    def frame_budget(self, processor, tokens: int) -> dict[str, Any]:
+        """Processor kwargs that give a frame at most ``tokens`` visual tokens. The base family has a
+        fixed number of tokens per image (a tile or a pixel-shuffled grid), so it changes nothing."""
+        return {}
+
     def encode(self, processor, text: str, image: Image.Image | None = None) -> EncodedSegment:
         if image is None:
             ids = processor.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
             return EncodedSegment(ids, {})
-        out = processor(text=[text], images=[image], return_tensors="pt", **self.processor_kwargs())
+        kwargs = self.processor_kwargs()
+        if self.visual_tokens:
+            kwargs.update(self.frame_budget(processor, self.visual_tokens))
+        out = processor(text=[text], images=[image], return_tensors="pt", **kwargs)
         mm = {k: out[k] for k in self.image_keys if k in out}
         return EncodedSegment(out["input_ids"][0], mm)
 

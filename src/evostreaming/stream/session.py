@@ -69,6 +69,8 @@ class SessionConfig:
     silence_threshold: float | None = None
     max_new_tokens: int = 64
     memory: MemoryPolicy = field(default_factory=MemoryPolicy)
+    # visual tokens per frame (the paper trains at about 128); families with a fixed count ignore it
+    visual_tokens_per_frame: int | None = 128
 
     def __post_init__(self) -> None:
         """Settings that cannot work raise ValueError, with the fix, before a model is touched."""
@@ -78,6 +80,8 @@ class SessionConfig:
             raise ValueError(f"--max-new-tokens must be >= 1; got {self.max_new_tokens}")
         if not self.silence_marker:
             raise ValueError("--silence-marker must not be empty")
+        if self.visual_tokens_per_frame is not None and self.visual_tokens_per_frame < 1:
+            raise ValueError(f"--visual-tokens-per-frame must be >= 1; got {self.visual_tokens_per_frame}")
 
 
 def cache_keyword(model) -> str:
@@ -100,8 +104,9 @@ class StreamingSession:
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
-        self.adapter = adapter or adapter_for(model, processor)
         self.config = config or SessionConfig()
+        self.adapter = adapter or adapter_for(model, processor)
+        self.adapter.visual_tokens = self.config.visual_tokens_per_frame
         self.keep_inputs = keep_inputs  # keep ids/pixels of cached segments (for exactness checks)
         self.cache = DynamicCache(config=model.config)
         self._input_device = model.get_input_embeddings().weight.device

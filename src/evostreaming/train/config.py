@@ -24,6 +24,9 @@ class LoraTrainConfig:
     seed: int = 0
     checkpoint_every: int = 50
     max_pixels: int = 448 * 448
+    visual_tokens_per_frame: int = field(
+        default=128, metadata={"help": "visual tokens per frame, as the session encodes them (the paper: ~128)"}
+    )
     # fraction of silent steps that carry loss (the rest stay in context). 1.0 = the paper's
     # recipe (every assistant turn); lower values rebalance streams where silence dominates
     silent_keep: float = field(default=1.0, metadata={"help": SILENT_KEEP_HELP})
@@ -41,5 +44,7 @@ class LoraTrainConfig:
             raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
         if not (math.isfinite(self.epochs) and self.epochs > 0):
             raise ValueError(f"--epochs must be > 0, got {self.epochs}")
+        if self.visual_tokens_per_frame < 1:
+            raise ValueError(f"--visual-tokens-per-frame must be >= 1, got {self.visual_tokens_per_frame}")
         if self.rank < 1 or self.alpha < 1:
             raise ValueError(f"--rank and --alpha must be >= 1, got {self.rank} and {self.alpha}")

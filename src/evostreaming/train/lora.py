@@ -216,6 +216,7 @@ def train_lora(
     rows = load_conversations(data)
     loaded = loaded or load_model(model_spec, dtype="float32")
     adapter, processor = loaded.adapter, loaded.processor
+    adapter.visual_tokens = cfg.visual_tokens_per_frame  # frames encoded as the session encodes them
     ckpt = output / "checkpoint"
     torch.manual_seed(cfg.seed)
     if (ckpt / "adapter_config.json").exists():

@@ -66,6 +66,13 @@ class QwenVLAdapter(FamilyAdapter):
             return super().frame()
         return "<|vision_start|><|image_pad|><|vision_end|>"
 
+    def frame_budget(self, processor, tokens: int) -> dict:
+        """Each merged token covers (patch x merge)^2 pixels: the pixel range for at most ``tokens``."""
+        ip = processor.image_processor
+        unit = ip.patch_size * ip.merge_size
+        most = tokens * unit * unit
+        return {"size": {"shortest_edge": min(ip.size["shortest_edge"], most), "longest_edge": most}}
+
     def _token_types(self, model, input_ids: torch.Tensor) -> torch.Tensor:
         cfg = model.config
         types = torch.zeros_like(input_ids, dtype=torch.int)
