@@ -353,3 +353,16 @@ def test_an_unreadable_video_in_a_pool_is_skipped_and_reported(tmp_path):
     assert [r["video"] for r in rows] == [str(pool_dir / "good.mp4")]
     report = json.loads((tmp_path / "stage_report.json").read_text())["taxonomy"]
     assert list(report["skipped_videos"]) == [str(pool_dir / "broken.mp4")]
+
+
+def test_evolve_run_with_new_settings_is_refused_instead_of_rewriting_the_round(tmp_path):
+    out = tmp_path / "evo"
+    dead = f"http://127.0.0.1:{_closed_port()}/v1"
+    base = ["evolve", "run", "--model", "pocket", "--world-seed", "0", "--n-videos", "2", "--output", out]
+    base += ["--server", dead, "--server-model", "m"]
+    res = run(*base, "--n-samples", "4")
+    assert res.returncode == 2 and "is the server up" in _error_line(res)  # the job started, then failed
+    assert (out / "job.json").exists()
+    res = run(*base, "--n-samples", "8")
+    line = _error_line(res)
+    assert res.returncode == 2 and "holds a different 'evolve run' job" in line and "n_samples: 4 -> 8" in line
