@@ -167,6 +167,17 @@ def run_eval(cfg: EvalRunConfig, output: Path, *, console: Console, overwrite: b
         return write_report(output, scorer, timelines=timelines)
     finally:
         holder.close()
+        _shut_down(state)
+
+
+def _shut_down(state) -> None:
+    """Every rank waits for rank 0's report, then closes the process group: a gloo group left to the
+    interpreter's exit can abort the process ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        state.wait_for_everyone()
+        dist.destroy_process_group()
 
 
 def _open_job(holder: ExitStack, output: Path, identity: dict, overwrite: bool) -> None:
