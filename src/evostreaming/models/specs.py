@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from evostreaming.models.placement import DTYPES, Placement  # noqa: F401 (DTYPES: the --dtype choices)
+from evostreaming.models.placement import Placement
 from evostreaming.utils.errors import UserError
 from evostreaming.utils.registry import Registry
 
