@@ -7,10 +7,13 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import tiny
 from evostreaming.evolve.backends import BackendError, LocalBackend, OpenAIBackend, Request
+from evostreaming.models import family_names
 from evostreaming.models.pocket import pocket_available
 from evostreaming.world.generator import generate_scene
 from evostreaming.world.scene import render_frames
@@ -119,3 +122,44 @@ def test_transient_errors_are_retried_and_persistent_ones_named(local):
             OpenAIBackend(server.url, "pocket", retries=1).generate(_requests(1), max_new_tokens=4)
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("family", family_names())
+def test_a_batch_of_prompts_with_different_frame_counts_generates_per_prompt(family):
+    """Batched generation equals one request at a time, whatever the frame counts (SmolVLM's processor
+    checks its image tokens per prompt, so frames must be grouped per prompt)."""
+    tm = tiny(family)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (56, 56, 3), dtype=np.uint8) for _ in range(5)]
+    reqs = [Request(frames[:2], "What is it?"), Request(frames[2:], "And now, what changed?")]
+    backend = LocalBackend(tm.model, tm.processor, batch_size=2)
+    batched = backend.generate(reqs, max_new_tokens=4)
+    alone = [backend.generate([r], max_new_tokens=4)[0] for r in reqs]
+    assert len(batched) == 2 and batched == alone
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "smolvlm"])
+def test_a_closed_choice_decodes_only_allowed_answers(family):
+    """With ``choices`` the local backend answers with one of them, the one whose first token the model
+    ranks highest (checked against one direct forward), and open requests in the same call still decode
+    freely."""
+    import torch
+
+    tm = tiny(family)
+    frames = [np.random.default_rng(1).integers(0, 255, (56, 56, 3), dtype=np.uint8)]
+    backend = LocalBackend(tm.model, tm.processor)
+    choices = ["yes", "no", "maybe later"]
+    req = Request(frames, "Is anything moving? Answer yes or no.", choices)
+    prompt = tm.processor.apply_chat_template(backend._messages(req), tokenize=False, add_generation_prompt=True)
+    tok = tm.processor.tokenizer
+    base = len(tok(prompt, add_special_tokens=False)["input_ids"])
+    first = [tok(prompt + c, add_special_tokens=False)["input_ids"][base] for c in choices]
+    assert len(set(first)) == 3  # distinct first tokens: the first step decides
+    enc = tm.processor(text=[prompt], images=[[Image.fromarray(frames[0])]], return_tensors="pt")
+    with torch.no_grad():
+        last = tm.model(**enc).logits[0, -1]
+    best = choices[int(torch.stack([last[t] for t in first]).argmax())]
+    free = Request(frames, "Describe it.")
+    got = backend.generate([free, req, free], max_new_tokens=3)
+    assert got[1] == best
+    assert got[0] == got[2] == backend.generate([free], max_new_tokens=3)[0]

@@ -21,6 +21,7 @@ from evostreaming.utils.openai_client import ChatClient, RemoteError, image_data
 class Request:
     frames: list  # PIL images or uint8 arrays
     prompt: str
+    choices: list[str] | None = None  # a closed set: a local model returns the likeliest one
 
 
 def _pil(frame) -> Image.Image:
@@ -43,30 +44,68 @@ class LocalBackend:
     def generate(
         self, requests: list[Request], *, max_new_tokens: int = 32, temperature: float = 0.0, seed: int = 0
     ) -> list[str]:
+        # Closed-set requests decode in their own batches (constrained to their choices), then every
+        # answer goes back to its request's place.
+        groups = [
+            [i for i, r in enumerate(requests) if not r.choices],
+            [i for i, r in enumerate(requests) if r.choices],
+        ]
+        outs: list[str] = [""] * len(requests)
+        for group in groups:
+            for i in range(0, len(group), self.batch_size):
+                part = group[i : i + self.batch_size]
+                texts = self._batch([requests[j] for j in part], max_new_tokens, temperature, seed + i)
+                for j, text in zip(part, texts, strict=True):
+                    outs[j] = text
+        return outs
+
+    def _batch(self, chunk: list[Request], max_new_tokens: int, temperature: float, seed: int) -> list[str]:
         tok = self.processor.tokenizer
+        texts = [
+            self.processor.apply_chat_template(self._messages(r), tokenize=False, add_generation_prompt=True)
+            for r in chunk
+        ]
+        # One list of frames per prompt: processors that check counts per sample (SmolVLM) need it.
+        images = [[_pil(f) for f in r.frames] for r in chunk]
         side, tok.padding_side = tok.padding_side, "left"
-        outs: list[str] = []
         try:
-            for i in range(0, len(requests), self.batch_size):
-                chunk = requests[i : i + self.batch_size]
-                texts = [
-                    self.processor.apply_chat_template(self._messages(r), tokenize=False, add_generation_prompt=True)
-                    for r in chunk
-                ]
-                images = [_pil(f) for r in chunk for f in r.frames]
-                enc = self.processor(text=texts, images=images or None, return_tensors="pt", padding=True)
-                enc = {k: v.to(self.model.device) for k, v in enc.items()}
-                kwargs = {"do_sample": False}
-                if temperature > 0:
-                    torch.manual_seed(seed + i)
-                    kwargs = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
-                gen = self.model.generate(**enc, max_new_tokens=max_new_tokens, **kwargs)
-                outs += [
-                    t.strip() for t in tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-                ]
+            enc = self.processor(text=texts, images=images if any(images) else None, return_tensors="pt", padding=True)
         finally:
             tok.padding_side = side
-        return outs
+        enc = {k: v.to(self.model.device) for k, v in enc.items()}
+        kwargs = {"do_sample": False}
+        if temperature > 0:
+            torch.manual_seed(seed)
+            kwargs = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+        start = enc["input_ids"].shape[1]
+        if chunk[0].choices:
+            choices = [self._choice_ids(r, p) for r, p in zip(chunk, texts, strict=True)]
+            kwargs["prefix_allowed_tokens_fn"] = self._allowed(choices, start)
+            max_new_tokens = max(len(c) for row in choices for c in row) + 1
+        gen = self.model.generate(**enc, max_new_tokens=max_new_tokens, **kwargs)
+        return [t.strip() for t in tok.batch_decode(gen[:, start:], skip_special_tokens=True)]
+
+    def _choice_ids(self, req: Request, prompt: str) -> list[list[int]]:
+        """Each choice's tokens as they are cut after this prompt (a merge across the boundary counts)."""
+        tok = self.processor.tokenizer
+        base = tok(prompt, add_special_tokens=False)["input_ids"]
+        return [tok(prompt + c, add_special_tokens=False)["input_ids"][len(base) :] for c in req.choices]
+
+    def _allowed(self, choices: list[list[list[int]]], start: int):
+        """``generate``'s constraint: at each step, only a token that continues one of the row's
+        choices (token ids per choice), or the end of turn once a choice is complete (greedy over
+        the choices' prefix tree)."""
+        tok = self.processor.tokenizer
+        stop = [t for t in (tok.eos_token_id, tok.pad_token_id) if t is not None]
+
+        def allowed(row: int, ids: torch.Tensor) -> list[int]:
+            done = ids[start:].tolist()
+            nxt = {c[len(done)] for c in choices[row] if len(c) > len(done) and c[: len(done)] == done}
+            if any(c == done for c in choices[row]):
+                nxt.update(stop)
+            return sorted(nxt) or stop
+
+        return allowed
 
 
 class BackendError(UserError, RuntimeError):

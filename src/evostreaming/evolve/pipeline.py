@@ -29,6 +29,7 @@ from evostreaming.evolve.stages import (
 from evostreaming.stream.decision import DEFAULT_SILENCE_MARKER
 from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT
 from evostreaming.train.lora import LoraTrainConfig, train_lora
+from evostreaming.utils.errors import UserError
 
 
 @dataclass
@@ -116,6 +117,32 @@ def evolve_identity(model_spec: str, pool: list[PoolVideo], cfg: EvolveConfig) -
     }
 
 
+class EmptyRoundError(UserError, RuntimeError):
+    pass
+
+
+def _check_round_has_data(out: Path, round_index: int) -> None:
+    """A round whose stages kept nothing cannot train: say which stage lost everything and where
+    its raw outputs are, instead of failing later on an empty training file."""
+    report = json.loads((out / "stage_report.json").read_text())
+    if report.get("standardize", {}).get("conversations", 0):
+        return
+    tax, q = report.get("taxonomy", {}), report.get("questions", {})
+    if not tax.get("videos"):
+        why = "the taxonomy stage saw no readable video"
+    elif tax.get("unparsed") == tax.get("videos"):
+        why = f"the taxonomy stage could not parse any of {tax['videos']} answers (see taxonomy.jsonl, 'raw')"
+    elif not q.get("questions"):
+        why = (
+            f"the questions stage kept no question ({q.get('malformed', 0)} malformed, {q.get('duplicates', 0)} "
+            "duplicates; see questions.jsonl, 'raw'). Hand-written questions can be put in questions.jsonl's "
+            "'questions' lists and the same command re-run"
+        )
+    else:
+        why = "the roll-out produced no trajectory (see stage_report.json)"
+    raise EmptyRoundError(f"round {round_index} produced no training conversations: {why}; folder {out}")
+
+
 def run_round(
     model_spec: str,
     adapter_dir: Path | None,
@@ -175,6 +202,7 @@ def run_round(
         replay=cfg.replay,
         replay_annotations=cfg.replay_annotations,
     )
+    _check_round_has_data(out, round_index)
     # LoRA on the current model M(i) (base + merged previous adapters) -> M(i+1)
     loaded.model.train()
     return train_lora(name, train_file, out, cfg.lora, console=console, loaded=loaded, load_frames=load_frames)

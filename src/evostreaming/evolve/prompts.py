@@ -20,6 +20,9 @@ class Prompts:
     relevance: str
     answer: str
     task_types: list[str]
+    # Closed-set stages (taxonomy, relevance) pick the likeliest allowed answer on a local model
+    # instead of parsing free text (a served model still answers freely and is parsed).
+    closed_choices: bool = False
 
 
 def load_prompts(path: str | Path | None = None) -> Prompts:
@@ -31,4 +34,5 @@ def load_prompts(path: str | Path | None = None) -> Prompts:
     missing = {"version", "taxonomy", "question", "relevance", "answer", "task_types"} - set(data or {})
     if missing:
         raise ValueError(f"{path}: missing keys {sorted(missing)}")
-    return Prompts(**{k: data[k] for k in ("version", "taxonomy", "question", "relevance", "answer", "task_types")})
+    fields = ("version", "taxonomy", "question", "relevance", "answer", "task_types")
+    return Prompts(**{k: data[k] for k in fields}, closed_choices=bool(data.get("closed_choices", False)))

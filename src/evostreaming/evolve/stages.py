@@ -132,7 +132,9 @@ def parse_task_type(text: str, task_types: list[str]) -> str | None:
 
 def stage_taxonomy(ctx: StageContext, videos: list[PoolVideo]) -> list[dict]:
     def work(chunk: list[PoolVideo], done: int) -> list[dict]:
-        outs = ctx.backend.generate([Request(ctx.frames(v), ctx.prompts.taxonomy) for v in chunk], max_new_tokens=12)
+        choices = ctx.prompts.task_types if ctx.prompts.closed_choices else None
+        reqs = [Request(ctx.frames(v), ctx.prompts.taxonomy, choices) for v in chunk]
+        outs = ctx.backend.generate(reqs, max_new_tokens=12)
         return [
             {"video": v.id, "task_type": parse_task_type(o, ctx.prompts.task_types), "raw": o, **ctx.stamp()}
             for v, o in zip(chunk, outs, strict=True)
@@ -234,7 +236,9 @@ def stage_relevance(ctx: StageContext, questions: list[dict], videos: dict[str, 
             fps = videos[vid].fps
             reqs += [
                 Request(
-                    segment(frames, k), ctx.prompts.relevance.format(question=q, start=max(0, k - 1) / fps, end=k / fps)
+                    segment(frames, k),
+                    ctx.prompts.relevance.format(question=q, start=max(0, k - 1) / fps, end=k / fps),
+                    ["yes", "no"] if ctx.prompts.closed_choices else None,
                 )
                 for k in range(len(frames))
             ]

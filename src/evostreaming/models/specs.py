@@ -1,5 +1,5 @@
 """Model specs: the one resolver from what a user writes (``pocket``, ``pocket:DIR``, ``tiny:<family>``,
-a local folder, a hub id) to the code that loads it.
+``real:<checkpoint>``, a local folder, a hub id) to the code that loads it.
 
 A scheme is ``name:argument``; each registers with one ``SCHEMES.register`` line. Text without a
 registered scheme is a local folder when one exists there, else a Hugging Face hub id.
@@ -84,6 +84,19 @@ def _load_tiny(spec: ModelSpec, placement: Placement, trust_remote_code: bool):
     return tm.model, tm.processor
 
 
+def _load_real(spec: ModelSpec, placement: Placement, trust_remote_code: bool):
+    from evostreaming.models.real.build import build_real
+
+    if not spec.arg:
+        raise ModelLoadError(
+            "real: needs a checkpoint, e.g. real:Qwen/Qwen2.5-VL-7B-Instruct (see `evostreaming models`)"
+        )
+    try:
+        return build_real(spec.arg, placement)
+    except KeyError as exc:
+        raise ModelLoadError(exc.args[0]) from exc
+
+
 def _local_folder(spec: ModelSpec) -> Path | None:
     local = Path(spec.arg).expanduser()
     return local if local.is_dir() else None
@@ -129,5 +142,6 @@ def _load_pretrained(spec: ModelSpec, placement: Placement, trust_remote_code: b
 
 SCHEMES.register("pocket", Scheme(_load_pocket, _pocket_folder, "pocket, pocket:DIR"))
 SCHEMES.register("tiny", Scheme(_load_tiny, help="tiny:<family>"))
+SCHEMES.register("real", Scheme(_load_real, help="real:<checkpoint> (a random-weight twin)"))
 SCHEMES.register("path", Scheme(_load_pretrained, _local_folder, "a local folder"))
 SCHEMES.register("hub", Scheme(_load_pretrained, help="a hub id"))

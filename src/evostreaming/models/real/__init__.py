@@ -1,0 +1,1 @@
+"""Real-size twins (``real:<checkpoint>``): released configurations, random weights, built offline."""
