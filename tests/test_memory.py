@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from conftest import QWEN_FAMILIES, tiny
-from evostreaming.models import family_names
 from evostreaming.stream.memory import MemoryPolicy, Segment, rotate_keys
 from evostreaming.stream.session import SessionConfig, StreamingSession
 
@@ -22,11 +21,15 @@ def _bounded(tm, window, max_text_turns=64, keep_inputs=False):
 
 @pytest.mark.parametrize("family", QWEN_FAMILIES)
 def test_rotate_keys_matches_the_models_rope_at_shifted_positions(family):
-    from transformers.models.qwen2_vl.modeling_qwen2_vl import apply_rotary_pos_emb
+    import sys
 
     tm = tiny(family)
+    apply_rotary_pos_emb = sys.modules[type(tm.model).__module__].apply_rotary_pos_emb  # the family's own
     rot = tm.model.model.language_model.rotary_emb
-    k = torch.randn(1, 2, 6, 16)
+    text = tm.model.config.get_text_config()
+    # Qwen3.5 rotates only a quarter of each head
+    head_dim = text.head_dim if "head_dim" in text.to_dict() else text.hidden_size // text.num_attention_heads
+    k = torch.randn(1, 2, 6, head_dim)
     p = torch.tensor([40, 41, 42, 45, 45, 46])
 
     def rope(x, pos):
@@ -78,7 +81,19 @@ def test_text_turns_survive_frame_eviction_until_the_text_budget():
     assert s.segments[0].kind == "system"
 
 
-@pytest.mark.parametrize("family", family_names())
+def _full_attention_families():
+    from evostreaming.models.family import FAMILIES
+
+    return [name for name, f in FAMILIES.items() if not getattr(f.adapter, "hybrid_memory", False)]
+
+
+def _hybrid_families():
+    from evostreaming.models.family import FAMILIES
+
+    return [name for name, f in FAMILIES.items() if getattr(f.adapter, "hybrid_memory", False)]
+
+
+@pytest.mark.parametrize("family", _full_attention_families())
 def test_after_eviction_positions_and_first_layer_keys_equal_the_pruned_conversation(family):
     # Layer-0 keys depend only on the token and its position, so they must equal those of an
     # offline forward over the conversation with the evicted pieces removed.
@@ -119,3 +134,40 @@ def test_policy_never_evicts_system_or_current_step():
     assert 0 not in evict
     assert all(segs[i].step < 4 for i in evict)
     assert {segs[i].step for i in evict} == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("family", _hybrid_families())
+def test_hybrid_eviction_moves_full_attention_keys_and_keeps_linear_states(family):
+    """A hybrid model's eviction: the full-attention layers lose the evicted frames' keys, and the kept
+    keys equal their pre-eviction values re-rotated to the compacted positions; the linear layers'
+    fixed-size states are untouched (they absorbed every frame and cannot forget one)."""
+    from evostreaming.stream import hybrid
+    from evostreaming.stream.memory import evict_segments
+
+    tm = tiny(family)
+    s = StreamingSession(tm.model, tm.processor, config=SessionConfig(silence_threshold=0.0))
+    for k in range(5):
+        s.step(_frame(k), 2.0 * k, "Is it red?" if k == 1 else None)
+    s.sync()
+    full = [i for i, layer in enumerate(s.cache.layers) if hybrid.has_kv(layer)]
+    assert full and any(hybrid.is_linear(layer) for layer in s.cache.layers)
+    before = {i: s.cache.layers[i].keys.clone() for i in full}
+    states = hybrid.snapshot(s.cache)
+    remove = {i for i, seg in enumerate(s.segments) if seg.kind == "frame" and seg.step in (0, 2)}
+    index, shift, offset, span = [], [], 0, 0  # expected: kept cache rows and their position shifts
+    for i, seg in enumerate(s.segments):
+        if i in remove:
+            span += seg.pos_span
+        else:
+            index += range(offset, offset + seg.n_tokens)
+            shift += [-span] * seg.n_tokens
+        offset += seg.n_tokens
+    inv_freq = s.adapter.inv_freq(tm.model)
+    s.segments, removed = evict_segments(s.cache, s.segments, remove, inv_freq)
+    assert removed == span > 0 and s.cache_tokens == len(index)
+    for i in full:
+        expect = rotate_keys(before[i][..., index, :], torch.tensor(shift), inv_freq)
+        assert (s.cache.layers[i].keys - expect).abs().max().item() < 1e-5
+    for (i, conv, rec), (j, conv2, rec2) in zip(states, hybrid.snapshot(s.cache), strict=True):
+        assert i == j
+        assert all(torch.equal(conv[k], conv2[k]) for k in conv) and all(torch.equal(rec[k], rec2[k]) for k in rec)

@@ -88,3 +88,40 @@ def test_a_killed_ranks_shard_resumes(bench, one_process, tmp_path):
     shutil.rmtree(out / "timelines", ignore_errors=True)
     again = _eval(bench, out, 2)
     assert again["samples"] == one["samples"] and _trajectories(out) == _trajectories(one_out)
+
+
+def _evolve(out: Path, processes: int):
+    args = ["evolve", "run", "--model", "pocket", "--world-seed", "5", "--n-videos", "8", "--n-samples", "8"]
+    args += ["--questions-per-video", "1", "--generation-batch-size", "2", "--epochs", "1", "--output", str(out)]
+    cmd = [sys.executable, "-m", "evostreaming.cli", *args]
+    if processes > 1:
+        cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", str(processes)]
+        cmd += ["--main_process_port", str(_free_port()), "-m", "evostreaming.cli", *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out / "round-1"
+
+
+STAGE_FILES = ["taxonomy.jsonl", "questions.jsonl", "relevance.jsonl", "rollouts.jsonl", "train.jsonl"]
+
+
+def test_evolve_stages_shared_by_two_processes_equal_one(tmp_path):
+    """The local-backend stages split their chunks between two gloo processes; the merged stage files
+    are byte-identical to one process's, no rank file is left, and LoRA (DDP on identical batches)
+    gives the same adapter."""
+    from safetensors.torch import load_file
+
+    one, two = _evolve(tmp_path / "one", 1), _evolve(tmp_path / "two", 2)
+    for name in STAGE_FILES:
+        assert (two / name).read_bytes() == (one / name).read_bytes(), name
+    rows = [json.loads(line) for line in (one / "taxonomy.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and len({r["video"] for r in rows}) == 8
+    assert not list(two.glob("*.rank*.jsonl"))
+    assert json.loads((two / "stage_report.json").read_text()) == json.loads((one / "stage_report.json").read_text())
+    a, b = (
+        load_file(one / "adapter" / "adapter_model.safetensors"),
+        load_file(two / "adapter" / "adapter_model.safetensors"),
+    )
+    assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() <= 1e-6 for k in a)
+    log = (two / "train_log.jsonl").read_text().splitlines()
+    assert len(log) == len((one / "train_log.jsonl").read_text().splitlines())  # one writer

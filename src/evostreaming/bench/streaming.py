@@ -23,7 +23,7 @@ from evostreaming.stream.memory import MemoryPolicy
 from evostreaming.stream.session import SessionConfig, StreamingSession
 
 
-def _rss_bytes() -> int:
+def rss_bytes() -> int:
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -31,11 +31,11 @@ def _rss_bytes() -> int:
         return 0
 
 
-def _kv_bytes(cache) -> int:
+def kv_bytes(cache) -> int:
     return sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers if layer.keys is not None)
 
 
-def _frames(n: int, seed: int, size: int = 112):
+def synthetic_frames(n: int, seed: int, size: int = 112):
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
     for k in range(n):
@@ -50,22 +50,22 @@ def _session(loaded, window: int | None) -> StreamingSession:
     return StreamingSession(loaded.model, loaded.processor, loaded.adapter, cfg)
 
 
-def _run_session(loaded, n: int, window: int | None, seed: int) -> dict:
+def run_session(loaded, n: int, window: int | None, seed: int) -> dict:
     session = _session(loaded, window)
     lat, kv, rss, cache_tokens = [], [], [], []
-    for k, frame in enumerate(_frames(n, seed)):
+    for k, frame in enumerate(synthetic_frames(n, seed)):
         text = "Tell me when the red square reaches the right edge." if k == 0 else None
         t0 = time.perf_counter()
         session.step(frame, k * 2.0, text)
         lat.append(time.perf_counter() - t0)
-        kv.append(_kv_bytes(session.cache))
-        rss.append(_rss_bytes())
+        kv.append(kv_bytes(session.cache))
+        rss.append(rss_bytes())
         cache_tokens.append(session.cache_tokens)
     return {"latency_s": lat, "kv_bytes": kv, "rss_bytes": rss, "cache_tokens": cache_tokens}
 
 
 @torch.no_grad()
-def _run_naive(loaded, n: int, seed: int) -> dict:
+def run_naive(loaded, n: int, seed: int) -> dict:
     # Build the conversation with a session that keeps its inputs, then time a from-scratch
     # forward over everything at each step (re-encoding every frame, as an offline model must).
     recorder = StreamingSession(
@@ -73,7 +73,7 @@ def _run_naive(loaded, n: int, seed: int) -> dict:
     )
     marker_head = recorder._marker_ids[:-1]
     lat, rss, tokens = [], [], []
-    for k, frame in enumerate(_frames(n, seed)):
+    for k, frame in enumerate(synthetic_frames(n, seed)):
         text = "Tell me when the red square reaches the right edge." if k == 0 else None
         recorder.push_frame(frame, text)
         ids, mm = recorder.cached_inputs()
@@ -81,7 +81,7 @@ def _run_naive(loaded, n: int, seed: int) -> dict:
         t0 = time.perf_counter()
         loaded.model(**loaded.adapter.offline_inputs(loaded.model, ids, mm), logits_to_keep=len(marker_head) + 1)
         lat.append(time.perf_counter() - t0)
-        rss.append(_rss_bytes())
+        rss.append(rss_bytes())
         tokens.append(int(ids.shape[0]))
         recorder.decide()
         recorder.logit_log.clear()
@@ -106,9 +106,9 @@ def run_benchmark(
     loaded = load_model(model, dtype="float32")
     n_naive = min(frames, naive_max) if naive_max else frames
     # Bounded first, so its process-RSS series is not masked by the larger runs' allocator peaks.
-    bounded = _run_session(loaded, frames, window, seed)
-    incremental = _run_session(loaded, frames, None, seed)
-    naive = _run_naive(loaded, n_naive, seed)
+    bounded = run_session(loaded, frames, window, seed)
+    incremental = run_session(loaded, frames, None, seed)
+    naive = run_naive(loaded, n_naive, seed)
     last = frames - 1
     ref = min(49, last)
     summary = {

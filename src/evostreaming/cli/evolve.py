@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import typer
@@ -42,6 +43,7 @@ def evolve_run(
     ),
     server_model: str | None = typer.Option(None, help="model name on the server; {round} is the round index"),
     concurrency: int = typer.Option(16, help="concurrent requests to --server"),
+    generation_batch_size: int = typer.Option(16, help="prompts per batch on the local model (stages 1-4)"),
     ask_at_start: list[str] = typer.Option(
         [],
         help="a task type whose questions are asked at the first step (their evidence comes later); repeatable",
@@ -64,6 +66,7 @@ def evolve_run(
 
     from evostreaming.evolve.backends import BackendError
     from evostreaming.evolve.pipeline import EvolveConfig, evolve_identity, run_evolution
+    from evostreaming.utils.distributed import on_rank_zero, ranks, shut_down
     from evostreaming.utils.jobs import job
 
     pool = _pool(videos, world_seed, n_videos)
@@ -78,6 +81,7 @@ def evolve_run(
             server_url=server,
             server_model=server_model,
             server_concurrency=concurrency,
+            batch_size=generation_batch_size,
             ask_at_start_types=tuple(ask_at_start),
             replay=replay,
             replay_annotations=replay_annotations,
@@ -85,23 +89,28 @@ def evolve_run(
         )
     except ValueError as exc:
         fail(str(exc))
-    with (
-        job(output, "evolve run", evolve_identity(model, pool, cfg), overwrite=overwrite),
-        Progress(console=err) as bar,
-    ):
-        tasks: dict[str, int] = {}
-
-        def report(stage, done, total):
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
+    r = ranks()  # under accelerate launch / torchrun: the stages are shared out between processes
+    identity = evolve_identity(model, pool, cfg)
+    with ExitStack() as holder:
         try:
-            adapters = run_evolution(model, pool, output, cfg, err, report)
+            # rank 0 holds the folder (lock, job identity); its refusal stops every rank
+            on_rank_zero(r, lambda: holder.enter_context(job(output, "evolve run", identity, overwrite=overwrite)))
+            bar = holder.enter_context(Progress(console=err, disable=not r.main))
+            tasks: dict[str, int] = {}
+
+            def report(stage, done, total):
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            adapters = run_evolution(model, pool, output, cfg, err, report, r)
         except BackendError as exc:
             fail(f"{exc}. Finished items are kept in {output}; re-run the same command to resume.")
-    for i, a in enumerate(adapters, start=1):
-        console.print(f"round {i}: adapter {a}")
+        finally:
+            shut_down(r)
+    if r.main:
+        for i, a in enumerate(adapters, start=1):
+            console.print(f"round {i}: adapter {a}")
 
 
 @app.command("show")

@@ -9,7 +9,6 @@ remote judge once, runs the protocol (failures recorded, retried on a re-run, an
 from __future__ import annotations
 
 import math
-import os
 from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -18,7 +17,8 @@ from rich.console import Console
 
 from evostreaming.eval.protocol import TRAJECTORIES, TooManyFailures, merge_shards
 from evostreaming.models.placement import Placement
-from evostreaming.utils.jobs import JobError, check_identity, ensure_writable, file_digest, folder_lock, job
+from evostreaming.utils.distributed import on_rank_zero, ranks, shut_down
+from evostreaming.utils.jobs import check_identity, ensure_writable, file_digest, folder_lock, job
 
 
 @dataclass
@@ -92,32 +92,6 @@ class EvalRunConfig:
         return ident
 
 
-def _distributed():
-    """(rank, world size, accelerate state) under ``accelerate launch`` / ``torchrun``; (0, 1, None) otherwise."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1, None
-    import torch
-    from accelerate import PartialState
-
-    state = PartialState(cpu=not torch.cuda.is_available())  # gloo processes on a CPU machine
-    return state.process_index, state.num_processes, state
-
-
-def _on_all_ranks(state, rank: int, action):
-    """Run ``action`` on rank 0 and raise its error (if any) on every rank, so none waits forever."""
-    from accelerate.utils import broadcast_object_list
-
-    message = [None]
-    if rank == 0:
-        try:
-            action()
-        except Exception as exc:  # re-raised below, on every rank
-            message = [(type(exc).__name__, str(exc))]
-    broadcast_object_list(message, from_process=0)
-    if message[0]:
-        raise JobError(message[0][1])
-
-
 def run_eval(cfg: EvalRunConfig, output: Path, *, console: Console, overwrite: bool = False, timelines: int = 50):
     """Run and score; returns the summary (None on ranks other than 0 of a multi-process run).
     Raises ValueError subclasses for user errors (before any work where possible) and
@@ -134,7 +108,8 @@ def run_eval(cfg: EvalRunConfig, output: Path, *, console: Console, overwrite: b
     from evostreaming.eval.report import write_report
 
     samples = load_benchmark(cfg.benchmark, cfg.data, cfg.videos, cfg.fps, cfg.limit)
-    rank, world, state = _distributed()
+    r = ranks()
+    rank, world, state = r.rank, r.world, r.state
     output = Path(output)
     if world == 1:
         with job(output, "eval run", cfg.identity(), overwrite=overwrite):
@@ -146,7 +121,7 @@ def run_eval(cfg: EvalRunConfig, output: Path, *, console: Console, overwrite: b
     identity = cfg.identity()
     holder = ExitStack()
     try:
-        _on_all_ranks(state, rank, lambda: _open_job(holder, output, identity, overwrite))
+        on_rank_zero(r, lambda: _open_job(holder, output, identity, overwrite))
         with folder_lock(output, name=f".lock.rank{rank}") if rank else nullcontext():
             error = None
             try:
@@ -167,17 +142,7 @@ def run_eval(cfg: EvalRunConfig, output: Path, *, console: Console, overwrite: b
         return write_report(output, scorer, timelines=timelines)
     finally:
         holder.close()
-        _shut_down(state)
-
-
-def _shut_down(state) -> None:
-    """Every rank waits for rank 0's report, then closes the process group: a gloo group left to the
-    interpreter's exit can abort the process ("terminate called without an active exception")."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        state.wait_for_everyone()
-        dist.destroy_process_group()
+        shut_down(r)
 
 
 def _open_job(holder: ExitStack, output: Path, identity: dict, overwrite: bool) -> None:

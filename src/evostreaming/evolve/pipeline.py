@@ -29,6 +29,7 @@ from evostreaming.evolve.stages import (
 from evostreaming.stream.decision import DEFAULT_SILENCE_MARKER
 from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT
 from evostreaming.train.lora import LoraTrainConfig, train_lora
+from evostreaming.utils.distributed import Ranks, on_rank_zero
 from evostreaming.utils.errors import UserError
 
 
@@ -152,27 +153,34 @@ def run_round(
     cfg: EvolveConfig,
     console: Console,
     progress: Callable | None = None,
+    ranks: Ranks | None = None,
 ) -> Path:
+    import torch
+
     from evostreaming.models.loading import load_model
 
+    r = ranks or Ranks()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "round.json").write_text(
-        json.dumps(
-            {
-                "model": model_spec,
-                "adapter": str(adapter_dir) if adapter_dir else None,
-                "round": round_index,
-                "config": asdict(cfg),
-            },
-            indent=1,
-            default=str,
+    if r.main:
+        (out / "round.json").write_text(
+            json.dumps(
+                {
+                    "model": model_spec,
+                    "adapter": str(adapter_dir) if adapter_dir else None,
+                    "round": round_index,
+                    "config": asdict(cfg),
+                },
+                indent=1,
+                default=str,
+            )
         )
-    )
     final_adapter = out / "adapter"
     if (final_adapter / "adapter_config.json").exists():
         console.print(f"round {round_index}: adapter already trained ({final_adapter}), skipping")
         return final_adapter
-    loaded = load_model(model_spec, dtype="float32", adapter_dir=str(adapter_dir) if adapter_dir else None)
+    device = r.local_device("cuda" if torch.cuda.is_available() else "cpu")  # one GPU per process
+    adapter = str(adapter_dir) if adapter_dir else None
+    loaded = load_model(model_spec, dtype="float32", device=device, adapter_dir=adapter)
     prompts = load_prompts(cfg.prompts_path)
     name = model_spec + (f"+{adapter_dir}" if adapter_dir else "")
     ctx = StageContext(
@@ -184,24 +192,29 @@ def run_round(
         seed=cfg.seed + 1000 * round_index,
         chunk=cfg.batch_size,
         progress=progress,
+        ranks=r,
     )
     videos = {v.id: v for v in pool}
     taxonomy = stage_taxonomy(ctx, pool)
     per_type = -(-cfg.n_samples // (len(prompts.task_types) * cfg.questions_per_video))
     selected = balance([r for r in taxonomy if r["task_type"]], prompts.task_types, per_type, ctx.seed)
-    (out / "pool_balanced.json").write_text(json.dumps([r["video"] for r in selected]))
+    if r.main:
+        (out / "pool_balanced.json").write_text(json.dumps([row["video"] for row in selected]))
     questions = stage_questions(ctx, selected, videos, cfg.questions_per_video, cfg.question_temperature)
     relevance = stage_relevance(ctx, questions, videos)
-    at_start = {r["video"] for r in selected if r["task_type"] in cfg.ask_at_start_types}
+    at_start = {row["video"] for row in selected if row["task_type"] in cfg.ask_at_start_types}
     rollouts = stage_rollout(ctx, relevance, videos, cfg.n_samples, cfg.silence_marker, cfg.random_relevance, at_start)
-    train_file = stage_standardize(
-        ctx,
-        rollouts,
-        cfg.system_prompt,
-        cfg.silence_marker,
-        replay=cfg.replay,
-        replay_annotations=cfg.replay_annotations,
-    )
+    train_file = out / "train.jsonl"
+    if r.main:  # cheap and deterministic: one process writes it, the others wait
+        train_file = stage_standardize(
+            ctx,
+            rollouts,
+            cfg.system_prompt,
+            cfg.silence_marker,
+            replay=cfg.replay,
+            replay_annotations=cfg.replay_annotations,
+        )
+    r.wait()
     _check_round_has_data(out, round_index)
     # LoRA on the current model M(i) (base + merged previous adapters) -> M(i+1)
     loaded.model.train()
@@ -215,8 +228,12 @@ def run_evolution(
     cfg: EvolveConfig,
     console: Console | None = None,
     progress: Callable | None = None,
+    ranks: Ranks | None = None,
 ) -> list[Path]:
+    """Every round; under ``accelerate launch`` the generating stages are shared out between the
+    processes (``evolve.stages.run_stage``) and LoRA trains data-parallel."""
     console = console or Console(stderr=True)
+    r = ranks or Ranks()
     cfg.check()
     adapters: list[Path] = []
     current: Path | None = None
@@ -224,8 +241,9 @@ def run_evolution(
         # later rounds start from the previous round's model: base + adapter(s) merged
         spec = model_spec if current is None else str(output / f"round-{i - 1}" / "merged")
         if current is not None and not (Path(spec) / "config.json").exists():
-            _merge(model_spec if i == 2 else str(output / f"round-{i - 2}" / "merged"), current, Path(spec))
-        current = run_round(spec, None, pool, output / f"round-{i}", i, cfg, console, progress)
+            base = model_spec if i == 2 else str(output / f"round-{i - 2}" / "merged")
+            on_rank_zero(r, lambda base=base, current=current, spec=spec: _merge(base, current, Path(spec)))
+        current = run_round(spec, None, pool, output / f"round-{i}", i, cfg, console, progress, r)
         adapters.append(current)
     return adapters
 

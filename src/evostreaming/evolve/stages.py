@@ -18,6 +18,8 @@ from pathlib import Path
 from evostreaming.evolve.backends import Request
 from evostreaming.evolve.pool import PoolVideo
 from evostreaming.evolve.prompts import Prompts
+from evostreaming.utils.distributed import Ranks
+from evostreaming.utils.jobs import write_atomic
 from evostreaming.utils.jsonl import append_jsonl, read_jsonl
 from evostreaming.video.sources import VideoSourceError
 
@@ -35,6 +37,7 @@ class StageContext:
     chunk: int = 16
     progress: Callable[[str, int, int], None] | None = None  # (stage, done, total)
     frames_cache: dict = field(default_factory=dict)
+    ranks: Ranks = field(default_factory=Ranks)  # a data-parallel run's place (accelerate launch)
 
     def stamp(self) -> dict:
         return {"model": self.model_name, "round": self.round, "prompt_version": self.prompts.version}
@@ -84,19 +87,47 @@ def run_stage(
     named in the report (``skipped_videos``), so one bad file never blocks the pool (a re-run tries
     it again)."""
     path = ctx.out_dir / (file or f"{name}.jsonl")
-    finished = {row_key(r) for r in read_jsonl(path)}
+    r = ctx.ranks
+    mine = path if r.world == 1 else path.with_name(f"{path.stem}.rank{r.rank}.jsonl")
+    finished = {row_key(row) for row in read_jsonl(path)} | {row_key(row) for row in read_jsonl(mine)}
     todo = [it for it in items if item_key(it) not in finished]
     done = len(items) - len(todo)
     skipped: dict[str, str] = {}
-    for part in _chunks(todo, max(1, chunk)):
-        readable = [it for it in part if video_of is None or _readable(ctx, video_of(it), skipped)]
-        if readable:
-            append_jsonl(path, work(readable, done))
+    # Data-parallel: rank r takes chunks r, r + world, ... of the one-process chunking, with the same
+    # offsets (sampling seeds) and batch compositions, so its rows are the ones one process would write.
+    for i, part in enumerate(_chunks(todo, max(1, chunk))):
+        if i % r.world == r.rank:
+            readable = [it for it in part if video_of is None or _readable(ctx, video_of(it), skipped)]
+            if readable:
+                append_jsonl(mine, work(readable, done))
         done += len(part)
         _tick(ctx, name, done, len(items))
+    if r.world > 1:
+        skipped = _merge_ranks(ctx, path, items, item_key, row_key, skipped)
     rows = read_jsonl(path)
-    _report(ctx, name, {**summarize(rows), "skipped_videos": skipped})
+    if r.main:
+        _report(ctx, name, {**summarize(rows), "skipped_videos": skipped})
     return rows
+
+
+def _merge_ranks(ctx: StageContext, path: Path, items: list, item_key, row_key, skipped: dict) -> dict:
+    """Every rank's file (and what the stage file held from before) into the stage file, in item
+    order, as one process writes it; the rank files go. Returns the skipped videos of all ranks."""
+    from accelerate.utils import gather_object
+
+    r = ctx.ranks
+    r.wait()
+    every_skipped = {k: v for part in gather_object([skipped]) for k, v in part.items()}
+    if r.main:
+        rank_files = sorted(path.parent.glob(f"{path.stem}.rank*.jsonl"))
+        order = {item_key(it): i for i, it in enumerate(items)}
+        rows = read_jsonl(path) + [row for f in rank_files for row in read_jsonl(f)]
+        rows.sort(key=lambda row: order.get(row_key(row), len(order)))
+        write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
+        for f in rank_files:
+            f.unlink()
+    r.wait()
+    return every_skipped
 
 
 def _readable(ctx: StageContext, video: PoolVideo, skipped: dict[str, str]) -> bool:

@@ -129,6 +129,8 @@ class FamilyAdapter:
 
     # Linear layers of the language model, for LoRA (the vision tower stays frozen and untouched).
     lora_target_regex: ClassVar[str] = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+    # 3D parameters LoRA also adapts (a mixture of experts' fused projections), by name
+    lora_target_parameters: ClassVar[tuple[str, ...]] = ()
 
     # -- rotary ------------------------------------------------------------------------------
     def text_model(self, model):

@@ -99,10 +99,12 @@ def rotate_keys(keys: torch.Tensor, delta: torch.Tensor, inv_freq: torch.Tensor)
     angles = delta.to(torch.float64)[:, None] * inv_freq.to(torch.float64)[None, :]
     cos = torch.cat([angles.cos(), angles.cos()], dim=-1)
     sin = torch.cat([angles.sin(), angles.sin()], dim=-1)
-    k = keys.to(torch.float64)
-    half = k.shape[-1] // 2
+    dims = 2 * inv_freq.shape[-1]  # partial RoPE (Qwen3.5: a quarter of the head) rotates the first dims only
+    k = keys[..., :dims].to(torch.float64)
+    half = dims // 2
     rotated = torch.cat([-k[..., half:], k[..., :half]], dim=-1)
-    return (k * cos + rotated * sin).to(keys.dtype)
+    out = (k * cos + rotated * sin).to(keys.dtype)
+    return torch.cat([out, keys[..., dims:]], dim=-1) if dims < keys.shape[-1] else out
 
 
 def evict_segments(
@@ -137,6 +139,8 @@ def evict_segments(
     delta = torch.cat(shifts)
     moved = delta != 0
     for layer in cache.layers:
+        if getattr(layer, "keys", None) is None:
+            continue  # a linear-attention layer: its fixed-size state keeps what it absorbed (stream/hybrid.py)
         keys = layer.keys.index_select(-2, index.to(layer.keys.device))
         values = layer.values.index_select(-2, index.to(layer.values.device))
         if bool(moved.any()):

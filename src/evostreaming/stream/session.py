@@ -24,6 +24,7 @@ from transformers import DynamicCache
 
 from evostreaming.models import FamilyAdapter, adapter_for
 from evostreaming.models.adapter import EncodedSegment
+from evostreaming.stream import hybrid
 from evostreaming.stream.decision import DEFAULT_SILENCE_MARKER, SilenceDecision, decide
 from evostreaming.stream.memory import MemoryPolicy, Segment, evict_segments
 
@@ -184,15 +185,15 @@ class StreamingSession:
         self.last_logits = logits[-1]
         return logits
 
-    def _crop_last(self, n_segments: int) -> None:
-        """Remove the last ``n_segments`` fed segments from the cache (speculative tokens)."""
-        for _ in range(n_segments):
-            seg = self.segments.pop()
-            if self.keep_inputs:
-                self.segment_inputs.pop()
-                self.logit_log.pop()
-            self.cache.crop(-seg.n_tokens)
-            self.next_pos = seg.pos_start
+    def _crop_last(self, saved=None) -> None:
+        """Remove the last fed segment from the cache (speculative tokens); a hybrid model's linear
+        layers get back the states ``saved`` before it (``stream.hybrid``)."""
+        seg = self.segments.pop()
+        if self.keep_inputs:
+            self.segment_inputs.pop()
+            self.logit_log.pop()
+        hybrid.crop(self.cache, seg.n_tokens, saved)
+        self.next_pos = seg.pos_start
 
     # -- public API ---------------------------------------------------------------------------
     @property
@@ -218,7 +219,10 @@ class StreamingSession:
         first = self.last_logits
         head = self._marker_ids[:-1]
         rows = [first]
+        saved = None
         if head:
+            # a hybrid model's recurrent state cannot be cropped: save it before the speculative tokens
+            saved = hybrid.snapshot(self.cache) if hybrid.is_hybrid(self.cache) else None
             self._queue("reply", step, ids=head, silent=True)
             rows.append(self._flush(keep=len(head))[-len(head) :])
         marker_logits = torch.cat([r.view(-1, r.shape[-1]) for r in rows])
@@ -228,7 +232,7 @@ class StreamingSession:
             self._queue("close", step, self.adapter.assistant_close())
         else:
             if head:
-                self._crop_last(1)
+                self._crop_last(saved)
             self.last_logits = first
         return decision
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict
@@ -160,11 +162,20 @@ def marker_token_rows(model, processor, marker: str) -> dict[str, list[int]] | N
 def lora_model(model, adapter, cfg: LoraTrainConfig, token_rows: dict[str, list[int]] | None = None):
     from peft import LoraConfig, get_peft_model
 
+    dropout = cfg.dropout
+    if adapter.lora_target_parameters and dropout:
+        # PEFT adapts fused expert weights (target_parameters) only without dropout
+        warnings.warn(
+            f"{adapter.family}: LoRA dropout {dropout} -> 0 (PEFT's expert-weight LoRA has none)", stacklevel=2
+        )
+        dropout = 0.0
     config = LoraConfig(
         r=cfg.rank,
         lora_alpha=cfg.alpha,
-        lora_dropout=cfg.dropout,
+        lora_dropout=dropout,
         target_modules=adapter.lora_target_regex,
+        # fused mixture-of-experts weights are parameters, not Linear modules (PEFT's target_parameters)
+        target_parameters=list(adapter.lora_target_parameters) or None,
         bias="none",
         trainable_token_indices=token_rows if cfg.train_marker_rows else None,
     )
@@ -247,18 +258,23 @@ def train_lora(
                 "settings; use a new --output (or --overwrite)"
             )
         console.print(f"resuming LoRA training from step {start} ({ckpt})")
-        _truncate_log(output / "train_log.jsonl", start)
+        if int(os.environ.get("RANK", "0")) == 0:  # one writer under DDP
+            _truncate_log(output / "train_log.jsonl", start)
     # bf16 autocast on a GPU over float32 master weights; plain float32 on the CPU
     on_gpu = torch.cuda.is_available()
     accelerator = Accelerator(cpu=not on_gpu, mixed_precision="bf16" if on_gpu else "no")
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
-    write_json(
-        output / "lora_config.json",
-        {**asdict(cfg), "model": model_spec, "data": str(data), "conversations": len(rows), "steps": steps},
-    )
+    # Under DDP every process trains on the same batches (the gradients' average is one process's);
+    # only the main process writes files.
+    main = accelerator.is_main_process
+    if main:
+        write_json(
+            output / "lora_config.json",
+            {**asdict(cfg), "model": model_spec, "data": str(data), "conversations": len(rows), "steps": steps},
+        )
     end = steps if max_steps_this_run is None else min(steps, start + max_steps_this_run)
-    log = open(output / "train_log.jsonl", "a")
+    log = open(output / "train_log.jsonl" if main else os.devnull, "a")
     cache: dict = {}
     try:
         with job_progress(console, "LoRA") as progress:
@@ -290,12 +306,13 @@ def train_lora(
                 progress.update(task, advance=1, status=f"loss {mean:.3f}")
                 log.write(json.dumps({"step": step + 1, "loss": mean, "lr": scheduler.get_last_lr()[0]}) + "\n")
                 log.flush()
-                if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == end:
+                if main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end):
                     save_checkpoint(ckpt, accelerator.unwrap_model(model), None, optimizer, scheduler, step + 1)
     finally:
         log.close()
     final = output / "adapter"
-    if end == steps:
+    if end == steps and main:
         accelerator.unwrap_model(model).save_pretrained(final, safe_serialization=True)
         record_adapter_base(final, model_spec)
+    accelerator.wait_for_everyone()
     return final
