@@ -43,7 +43,15 @@ def _mrope_families() -> list[str]:
     return [name for name, f in FAMILIES.items() if f.adapter.positions_scheme == "mrope"]
 
 
-QWEN_FAMILIES = _mrope_families()  # the M-RoPE (Qwen-VL) families, from the registry
+def _qwen_families() -> list[str]:
+    from evostreaming.models import FAMILIES
+    from evostreaming.models.families.qwen2_vl import QwenVLAdapter
+
+    return [name for name, f in FAMILIES.items() if issubclass(f.adapter, QwenVLAdapter)]
+
+
+MROPE_FAMILIES = _mrope_families()  # every M-RoPE family, from the registry
+QWEN_FAMILIES = _qwen_families()  # the Qwen-VL adapters (image_grid_thw, get_rope_index), from the registry
 
 
 def one_row_lora_data(folder: Path) -> Path:

@@ -117,8 +117,24 @@ def test_the_builtin_extension_points_are_registered():
     from evostreaming.eval import BASELINES, BENCHMARKS, JUDGES
     from evostreaming.models import FAMILIES, SCHEMES
 
-    assert FAMILIES.names() == ["internvl", "llava_onevision", "qwen2_5_vl", "qwen2_vl", "qwen3_vl", "smolvlm"]
-    assert SCHEMES.names() == ["hub", "path", "pocket", "tiny"]
+    assert FAMILIES.names() == [
+        "idefics3",
+        "internvl",
+        "llava",
+        "llava_next_video",
+        "llava_onevision",
+        "minicpmv4_6",
+        "minicpmv4_7",
+        "qwen2_5_vl",
+        "qwen2_vl",
+        "qwen3_5",
+        "qwen3_5_moe",
+        "qwen3_vl",
+        "qwen3_vl_moe",
+        "smolvlm",
+        "video_llava",
+    ]
+    assert SCHEMES.names() == ["hub", "path", "pocket", "real", "tiny"]
     assert BENCHMARKS.names() == ["jsonl", "ovo"]
     assert JUDGES.names() == ["embedding", "openai", "rule"]
     assert BASELINES.names() == ["always-respond", "always-silent", "oracle"]

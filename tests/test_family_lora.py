@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny
 from evostreaming.models import family_names
 from evostreaming.models.family import FAMILIES
+from evostreaming.models.tiny import build_tiny
 from evostreaming.stream.session import SessionConfig, StreamingSession
 from evostreaming.train.config import LoraTrainConfig
 from evostreaming.train.lora import lora_model
@@ -16,7 +16,7 @@ from evostreaming.train.lora import lora_model
 
 @pytest.mark.parametrize("family", family_names())
 def test_one_lora_step_trains_the_language_model_only(family):
-    tm = tiny(family)
+    tm = build_tiny(family)  # its own copy: LoRA wraps the model in place, the shared twins stay untouched
     adapter = FAMILIES.get(family).adapter
     model = lora_model(tm.model, adapter(), LoraTrainConfig(train_marker_rows=False))
     lora = {n: p for n, p in model.named_parameters() if p.requires_grad}

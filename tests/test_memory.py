@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import QWEN_FAMILIES, tiny
+from conftest import MROPE_FAMILIES, tiny
 from evostreaming.stream.memory import MemoryPolicy, Segment, rotate_keys
 from evostreaming.stream.session import SessionConfig, StreamingSession
 
@@ -19,13 +19,14 @@ def _bounded(tm, window, max_text_turns=64, keep_inputs=False):
     return StreamingSession(tm.model, tm.processor, config=cfg, keep_inputs=keep_inputs)
 
 
-@pytest.mark.parametrize("family", QWEN_FAMILIES)
+@pytest.mark.parametrize("family", MROPE_FAMILIES)
 def test_rotate_keys_matches_the_models_rope_at_shifted_positions(family):
     import sys
 
     tm = tiny(family)
-    apply_rotary_pos_emb = sys.modules[type(tm.model).__module__].apply_rotary_pos_emb  # the family's own
-    rot = tm.model.model.language_model.rotary_emb
+    text_model = tm.model.model.language_model
+    apply_rotary_pos_emb = sys.modules[type(text_model).__module__].apply_rotary_pos_emb  # the text tower's own
+    rot = text_model.rotary_emb
     text = tm.model.config.get_text_config()
     # Qwen3.5 rotates only a quarter of each head
     head_dim = text.head_dim if "head_dim" in text.to_dict() else text.hidden_size // text.num_attention_heads

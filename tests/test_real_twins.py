@@ -173,3 +173,16 @@ def test_evolve_runs_every_stage_on_the_smallest_real_twin(tmp_path):
     assert report["rollout"]["trajectories"] == len(rows) and report["rollout"]["steps"] == 6 * len(rows)
     assert report["standardize"]["conversations"] == len(rows)
     assert (out / "round-1" / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_minicpmv_4_5_remote_code_is_refused_with_the_native_alternative(tmp_path):
+    """MiniCPM-V 4.5's remote-code checkpoint (model_type minicpmv) is refused before any code runs,
+    with or without --trust-remote-code, naming the native 4.6/4.7 families."""
+    import json
+
+    folder = tmp_path / "MiniCPM-V-4_5"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "minicpmv", "auto_map": {"AutoModel": "x.Y"}}))
+    for trust in (False, True):
+        with pytest.raises(ModelLoadError, match="minicpmv4_6, minicpmv4_7"):
+            parse_spec(str(folder)).load(Placement(device="cpu"), trust_remote_code=trust)

@@ -32,7 +32,14 @@ def rss_bytes() -> int:
 
 
 def kv_bytes(cache) -> int:
-    return sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers if layer.keys is not None)
+    """Bytes the cache holds: keys and values, and a hybrid model's linear-attention states."""
+    total = 0
+    for layer in cache.layers:
+        if getattr(layer, "keys", None) is not None:
+            total += layer.keys.nbytes + layer.values.nbytes
+        for states in (getattr(layer, "conv_states", {}), getattr(layer, "recurrent_states", {})):
+            total += sum(t.nbytes for t in states.values() if t is not None)
+    return total
 
 
 def synthetic_frames(n: int, seed: int, size: int = 112):

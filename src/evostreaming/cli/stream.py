@@ -45,6 +45,9 @@ def stream(
     dtype: DtypeOpt = "auto",
     attn: AttnOpt = "auto",
     device_map: DeviceMapOpt = None,
+    trust_remote_code: bool = typer.Option(
+        False, help="run the checkpoint's own Python code from the hub (never by default; read it first)"
+    ),
 ) -> None:
     """Watch SOURCE with MODEL; print each response with its stream time as it happens."""
     from evostreaming.models import ModelLoadError, load_model
@@ -80,7 +83,12 @@ def stream(
         visual_tokens_per_frame=visual_tokens_per_frame,
     )
     try:
-        loaded = load_model(model, placement=placement, adapter_dir=str(adapter) if adapter else None)
+        loaded = load_model(
+            model,
+            placement=placement,
+            adapter_dir=str(adapter) if adapter else None,
+            trust_remote_code=trust_remote_code,
+        )
     except (ModelLoadError, ValueError) as exc:
         fail(str(exc))
     session = StreamingSession(loaded.model, loaded.processor, loaded.adapter, config)

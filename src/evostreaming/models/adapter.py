@@ -14,6 +14,8 @@ from PIL import Image
 
 from evostreaming.models.turns import TurnFormat, turn_format_for
 
+TEXT_KEYS = frozenset({"input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids"})
+
 
 @dataclass
 class EncodedSegment:
@@ -30,8 +32,11 @@ class FamilyAdapter:
     model_types: ClassVar[tuple[str, ...]] = ()
     # position scheme, for listings: "1d" (one position per token) or "mrope" (t/h/w grids for images)
     positions_scheme: ClassVar[str] = "1d"
-    # Keys of the processor's output that the model's forward consumes for an image.
-    image_keys: ClassVar[tuple[str, ...]] = ("pixel_values",)
+    # Keys of the processor's output that the model's forward consumes for an image; None: every
+    # key but the text ones (``TEXT_KEYS``), which is right for a processor that returns only those.
+    image_keys: ClassVar[tuple[str, ...] | None] = ("pixel_values",)
+    # memory of a hybrid tower (linear-attention layers keep a fixed-size state; stream/hybrid.py)
+    hybrid_memory: ClassVar[bool] = False
 
     # The checkpoint's own turn format, cut from its chat template at load time (``use_template``);
     # None: the family's hand-written pieces below (the fallback for a template that cannot be cut).
@@ -97,7 +102,8 @@ class FamilyAdapter:
         if self.visual_tokens:
             kwargs.update(self.frame_budget(processor, self.visual_tokens))
         out = processor(text=[text], images=[image], return_tensors="pt", **kwargs)
-        mm = {k: out[k] for k in self.image_keys if k in out}
+        keys = self.image_keys if self.image_keys is not None else [k for k in out if k not in TEXT_KEYS]
+        mm = {k: out[k] for k in keys if k in out}
         return EncodedSegment(out["input_ids"][0], mm)
 
     def processor_kwargs(self) -> dict[str, Any]:
@@ -147,3 +153,29 @@ class FamilyAdapter:
 
     def max_positions(self, model) -> int:
         return int(getattr(model.config.get_text_config(), "max_position_embeddings", 32768))
+
+
+class StandardAdapter(FamilyAdapter):
+    """A family that needs nothing special: the turn format cut from the checkpoint's own chat template,
+    1D RoPE, the image placeholder expanded by the processor, every non-text processor output passed
+    to the forward. ``register_standard_family`` makes one from a name and model types."""
+
+    image_keys = None
+
+    def frame(self) -> str:
+        if not self.turns:
+            raise ValueError(
+                f"{self.family}: the checkpoint's chat template could not be cut into streaming turns, and this "
+                "family has no hand-written turn format; see the TemplateWarning above and docs/streaming.md"
+            )
+        return self.turns.frame
+
+    def end_of_turn_ids(self, tokenizer) -> set[int]:
+        """The special tokens that close an assistant turn in the template, and the EOS."""
+        ids = set()
+        if self.turns:
+            close = tokenizer(self.turns.assistant_close, add_special_tokens=False)["input_ids"]
+            ids |= {i for i in close if i in set(tokenizer.all_special_ids)}
+        if tokenizer.eos_token_id is not None:
+            ids.add(tokenizer.eos_token_id)
+        return ids

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from evostreaming.models.adapter import FamilyAdapter
+from evostreaming.models.adapter import FamilyAdapter, StandardAdapter
 from evostreaming.utils.registry import Registry
 
 
@@ -32,6 +32,13 @@ def register_family(adapter: type[FamilyAdapter], build_tiny: Callable) -> Famil
     family = Family(adapter.family, adapter, build_tiny)
     FAMILIES.register(family.name, family)
     return family
+
+
+def register_standard_family(name: str, model_types: tuple[str, ...], build_tiny: Callable, **traits) -> Family:
+    """Register a family that needs no adapter code (``StandardAdapter``): a name, its config model
+    types and its tiny twin; ``traits`` overrides class attributes (e.g. ``lora_target_regex``)."""
+    adapter = type(f"{name}Adapter", (StandardAdapter,), {"family": name, "model_types": tuple(model_types), **traits})
+    return register_family(adapter, build_tiny)
 
 
 def family_names() -> list[str]:

@@ -102,6 +102,31 @@ def _local_folder(spec: ModelSpec) -> Path | None:
     return local if local.is_dir() else None
 
 
+# Model types we know and cannot stream, with the reason and what to use instead.
+NOT_STREAMABLE = {
+    "minicpmv": (
+        "MiniCPM-V 4.5 and earlier ship remote code (loaded only with --trust-remote-code) whose forward takes "
+        "MiniCPM's own `data` dict (image bounds, slices) instead of transformers' image-text-to-text inputs, "
+        "so no incremental session can drive it; use the transformers-native MiniCPM-V 4.6 or 4.7 "
+        "(model types minicpmv4_6, minicpmv4_7), which stream exactly"
+    ),
+}
+
+
+def _refuse_unstreamable(spec: ModelSpec, config_file: Path) -> None:
+    """A known unstreamable model type is refused before any of its code could run."""
+    import json
+
+    if not config_file.is_file():
+        return
+    try:
+        model_type = json.loads(config_file.read_text()).get("model_type")
+    except (OSError, ValueError):
+        return  # AutoConfig reports a broken file with its own message
+    if model_type in NOT_STREAMABLE:
+        raise ModelLoadError(f"model {spec.text!r} (model_type {model_type!r}): {NOT_STREAMABLE[model_type]}")
+
+
 def _load_pretrained(spec: ModelSpec, placement: Placement, trust_remote_code: bool):
     """``AutoModelForImageTextToText`` + ``AutoProcessor`` from a folder or a hub id (hub ids need
     network access or a populated Hugging Face cache)."""
@@ -111,6 +136,7 @@ def _load_pretrained(spec: ModelSpec, placement: Placement, trust_remote_code: b
 
     local = Path(spec.arg).expanduser()
     where = str(local) if local.exists() else spec.arg
+    _refuse_unstreamable(spec, local / "config.json")
     try:
         config = AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
@@ -124,6 +150,10 @@ def _load_pretrained(spec: ModelSpec, placement: Placement, trust_remote_code: b
         )
         raise ModelLoadError(f"cannot load model {spec.text!r}: {hint} ({exc})") from exc
     supported = supported_model_types()
+    if config.model_type in NOT_STREAMABLE:
+        raise ModelLoadError(
+            f"model {spec.text!r} (model_type {config.model_type!r}): {NOT_STREAMABLE[config.model_type]}"
+        )
     if config.model_type not in supported:
         raise ModelLoadError(
             f"model {spec.text!r} has model_type {config.model_type!r}, which has no streaming adapter; "
