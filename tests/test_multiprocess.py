@@ -107,8 +107,8 @@ STAGE_FILES = ["taxonomy.jsonl", "questions.jsonl", "relevance.jsonl", "rollouts
 
 def test_evolve_stages_shared_by_two_processes_equal_one(tmp_path):
     """The local-backend stages split their chunks between two gloo processes; the merged stage files
-    are byte-identical to one process's, no rank file is left, and LoRA (DDP on identical batches)
-    gives the same adapter."""
+    are byte-identical to one process's, no rank file is left, and LoRA (DDP, each batch shared out)
+    trains the same adapter up to float summation order."""
     from safetensors.torch import load_file
 
     one, two = _evolve(tmp_path / "one", 1), _evolve(tmp_path / "two", 2)
@@ -122,6 +122,15 @@ def test_evolve_stages_shared_by_two_processes_equal_one(tmp_path):
         load_file(one / "adapter" / "adapter_model.safetensors"),
         load_file(two / "adapter" / "adapter_model.safetensors"),
     )
-    assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() <= 1e-6 for k in a)
+    # LoRA shares each batch between the processes: the same gradients summed in another order. The
+    # first step's logged loss (every sequence, same weights) is the same; under AdamW a gradient
+    # element near zero can flip sign from float noise, which moves that weight by at most 2 x lr.
+    first = [json.loads((d / "train_log.jsonl").read_text().splitlines()[0])["loss"] for d in (one, two)]
+    assert abs(first[0] - first[1]) <= 1e-5
+    assert a.keys() == b.keys()
+    lr = json.loads((one / "lora_config.json").read_text())["lr"]
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 2.5 * lr
+    moved = sum(int(((a[k] - b[k]).abs() > 1e-6).sum()) for k in a) / sum(a[k].numel() for k in a)
+    assert moved < 0.1
     log = (two / "train_log.jsonl").read_text().splitlines()
     assert len(log) == len((one / "train_log.jsonl").read_text().splitlines())  # one writer

@@ -22,6 +22,7 @@ import random
 import warnings
 import zlib
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
@@ -265,9 +266,9 @@ def train_lora(
     accelerator = Accelerator(cpu=not on_gpu, mixed_precision="bf16" if on_gpu else "no")
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
-    # Under DDP every process trains on the same batches (the gradients' average is one process's);
-    # only the main process writes files.
+    # Under DDP the processes share each batch's sequences (below); only the main process writes files.
     main = accelerator.is_main_process
+    rank, world = accelerator.process_index, accelerator.num_processes
     if main:
         write_json(
             output / "lora_config.json",
@@ -282,8 +283,14 @@ def train_lora(
             for step in range(start, end):
                 batch_ids = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
                 losses = []
-                # one sequence at a time, gradients summed over the batch (mean loss per sequence)
-                for idx in batch_ids:
+                # One sequence at a time, gradients summed over the batch (mean loss per sequence).
+                # Under DDP each process takes every world-th sequence of the batch and scales by the
+                # world size, so the gradients' average over processes is one process's sum; only the
+                # last backward of a step synchronizes. A process left without a sequence (a batch
+                # smaller than the world) joins the average with a zero-weight one.
+                mine = batch_ids[rank::world] or batch_ids[:1]
+                weight = world / len(batch_ids) if batch_ids[rank::world] else 0.0
+                for j, idx in enumerate(mine):
                     inputs = encode_conversation(
                         rows[idx],
                         adapter,
@@ -295,9 +302,16 @@ def train_lora(
                         cfg.silent_keep,
                         cfg.seed,
                     )
-                    loss = model(**{k: v.to(accelerator.device) for k, v in inputs.items()}).loss
-                    accelerator.backward(loss / len(batch_ids))
-                    losses.append(loss.item())
+                    sync = j == len(mine) - 1
+                    with nullcontext() if sync or world == 1 else accelerator.no_sync(model):
+                        loss = model(**{k: v.to(accelerator.device) for k, v in inputs.items()}).loss
+                        accelerator.backward(loss * weight if world > 1 else loss / len(batch_ids))
+                    if weight:
+                        losses.append(loss.item())
+                if world > 1:
+                    from accelerate.utils import gather_object
+
+                    losses = gather_object(losses)
                 accelerator.clip_grad_norm_(params, 1.0)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
