@@ -10,6 +10,7 @@ from evostreaming.cli import bench, eval, evolve, train, world
 from evostreaming.cli.common import DEBUG, App
 from evostreaming.cli.demo import demo
 from evostreaming.cli.models import models
+from evostreaming.cli.serve import connect, serve
 from evostreaming.cli.stream import stream
 
 app = App(
@@ -27,6 +28,8 @@ def root(debug: bool = typer.Option(False, "--debug", help="show the full traceb
 app.command()(stream)
 app.command()(demo)
 app.command()(models)
+app.command()(serve)
+app.command()(connect)
 app.add_typer(eval.app, name="eval")
 app.add_typer(world.app, name="world")
 app.add_typer(evolve.app, name="evolve")

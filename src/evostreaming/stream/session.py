@@ -237,7 +237,7 @@ class StreamingSession:
         return decision
 
     @torch.no_grad()
-    def generate_reply(self, ban_marker_start: bool = False) -> list[int]:
+    def generate_reply(self, ban_marker_start: bool = False, on_token=None) -> list[int]:
         """Greedy response after a 'respond' decision; leaves the turn end pending.
 
         A hand-written loop rather than ``generate()`` because positions must continue from the
@@ -253,6 +253,8 @@ class StreamingSession:
             if tok in self._eot:
                 break
             out.append(tok)
+            if on_token is not None:  # e.g. the server streams the reply as it is generated
+                on_token(out)
             self._queue("reply", step, ids=[tok])
             logits = self._flush()[-1]
         self._merge_reply_segments(step)
@@ -286,14 +288,14 @@ class StreamingSession:
         if self._pending:
             self._flush()
 
-    def step(self, frame, t: float, user_text: str | None = None) -> StepResult:
+    def step(self, frame, t: float, user_text: str | None = None, on_token=None) -> StepResult:
         """One stream step: see the frame (and any new user text), then stay silent or respond."""
         start = time.perf_counter()
         self.push_frame(frame, user_text)
         decision = self.decide()
         text, n_tok = "", 0
         if not decision.silent:
-            ids = self.generate_reply(ban_marker_start=decision.greedy_silent)
+            ids = self.generate_reply(ban_marker_start=decision.greedy_silent, on_token=on_token)
             n_tok = len(ids)
             text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
         self.enforce_memory()

@@ -1,0 +1,156 @@
+"""``evostreaming serve`` as a real process on 127.0.0.1, driven by the Python client, ``evostreaming
+connect`` and Debian's chromium through Playwright with a fake webcam made from a ShapesWorld clip."""
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evostreaming.serve.client import stream_frames
+from evostreaming.video.sources import Frame
+from evostreaming.world.generator import generate_scene
+from evostreaming.world.scene import render_frames
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A served tiny model that always responds (threshold 1: silent only when certain), so every frame has a reply."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "evostreaming.cli", "serve", "tiny:qwen2_vl", "--port", str(port)]
+    cmd += ["--silence-threshold", "1.0", "--max-new-tokens", "3", "--max-fps", "50"]
+    cmd += ["--upload-dir", str(tmp_path_factory.mktemp("uploads"))]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    log: list[str] = []
+    for line in proc.stderr:  # blocks until uvicorn says it listens (or the process ends)
+        log.append(line)
+        if "Uvicorn running on" in line:
+            break
+    assert proc.poll() is None, "".join(log)
+    threading.Thread(target=lambda: [log.append(x) for x in proc.stderr], daemon=True).start()  # keep the pipe drained
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _clip(n: int = 6):
+    frames = render_frames(generate_scene(3), fps=0.5)[:n]
+    return [Frame(t, f) for t, f in frames]
+
+
+def test_the_python_client_gets_one_decision_per_frame_and_streamed_replies(server):
+    import asyncio
+
+    clip = _clip()
+    events = asyncio.run(
+        stream_frames(f"ws://{server}/v1/realtime", clip, questions={2.0: "What moves?"}, realtime=False)
+    )
+    decided = [e["seq"] for e in events if e["type"] in ("frame.decision", "frame.dropped")]
+    assert sorted(decided) == list(range(len(clip)))
+    decisions = [e for e in events if e["type"] == "frame.decision"]
+    asked = [e for e in decisions if e["question"]]
+    assert len(asked) <= 1 and all(e["question"] == "What moves?" and e["time"] >= 2.0 for e in asked)
+    for d in decisions:  # each respond decision: created, then deltas, then done, in that order
+        rid = next(e["response_id"] for e in events if e["type"] == "response.created" and e["seq"] == d["seq"])
+        kinds = [e["type"] for e in events if e.get("response_id") == rid]
+        assert kinds[0] == "response.created" and kinds[-1] == "response.done"
+        assert set(kinds[1:-1]) <= {"response.output_text.delta"}
+    assert events[-1]["type"] == "session.stats" and events[-1]["decisions"] == len(decisions)
+
+
+def test_connect_prints_the_responses(server, tmp_path):
+    from evostreaming.video.writer import write_mp4
+
+    clip = tmp_path / "clip.mp4"
+    write_mp4([f.image for f in _clip(4)], clip, fps=0.5)
+    cmd = [sys.executable, "-m", "evostreaming.cli", "connect", f"ws://{server}/v1/realtime", str(clip)]
+    res = subprocess.run(cmd + ["--question", "What moves?"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "you: What moves?" in res.stdout and "frames decided" in res.stdout
+
+
+def _y4m(frames: list[np.ndarray], path: Path, fps: int = 2) -> Path:
+    """Chromium's fake camera reads YUV4MPEG2 (4:2:0)."""
+    h, w, _ = frames[0].shape
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for rgb in frames:
+            r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
+            y = 0.299 * r + 0.587 * g + 0.114 * b
+            u = (b - y) * 0.564 + 128
+            v = (r - y) * 0.713 + 128
+            f.write(b"FRAME\n")
+            for plane in (y, u[::2, ::2], v[::2, ::2]):
+                f.write(np.clip(plane, 0, 255).astype(np.uint8).tobytes())
+    return path
+
+
+def test_the_page_in_chromium_with_a_fake_webcam(server, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run does it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    frames = [np.asarray(f.image) for f in _clip(8)]
+    cam = _y4m(frames, tmp_path / "cam.y4m")
+    args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+    args += [f"--use-file-for-fake-video-capture={cam.resolve()}", "--no-sandbox"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=args)
+        page = browser.new_page()
+        page.goto(f"http://{server}/")
+        page.click("#start-webcam")
+        page.wait_for_selector(".tick", timeout=60_000)  # the first frame's decision is on the timeline
+        page.fill("#question", "What moves?")
+        page.press("#question", "Enter")
+        page.wait_for_selector(".card.question", timeout=60_000)
+        card = page.wait_for_selector(".card.response[data-done='1']", timeout=60_000)
+        assert card.inner_text().strip()
+        page.screenshot(path=str(tmp_path / "page.png"))
+        assert "Connected" in page.inner_text("#status")
+        browser.close()
+    assert (tmp_path / "page.png").stat().st_size > 0
+
+
+def test_the_page_reports_a_wrong_key(tmp_path):
+    """A keyed server refuses the page's WebSocket without the key; the page says so."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run does it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    port = _free_port()
+    cmd = [sys.executable, "-m", "evostreaming.cli", "serve", "tiny:qwen2_vl", "--port", str(port), "--api-key", "k1"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        for line in proc.stderr:
+            if "Uvicorn running on" in line:
+                break
+        threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+        cam = _y4m([np.asarray(f.image) for f in _clip(2)], tmp_path / "cam.y4m")
+        args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--no-sandbox"]
+        args.append(f"--use-file-for-fake-video-capture={cam.resolve()}")
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=args)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.fill("#token", "wrong")
+            page.click("#start-webcam")
+            page.wait_for_function("!document.getElementById('error').classList.contains('hidden')", timeout=60_000)
+            assert "key" in page.inner_text("#error").lower()
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert json.dumps({"ok": True})
