@@ -154,3 +154,16 @@ def test_the_page_reports_a_wrong_key(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
     assert json.dumps({"ok": True})
+
+
+def test_the_load_benchmark_counts_held_and_refused_sessions(tmp_path):
+    """`bench load` on loopback: at the cap every session is held; one more is refused, not queued."""
+    from evostreaming.bench.load import run_load
+
+    out = tmp_path / "load.json"
+    summary = run_load("tiny:qwen2_vl", max_sessions=1, fps=2.0, seconds=2.0, json_out=out, levels=[1, 2])
+    one, two = summary["levels"]
+    assert (one["held"], one["refused"]) == (1, 0) and (two["held"], two["refused"]) == (1, 1)
+    assert one["frames_sent"] == 4 and one["latency_ms"]["p50"] > 0 and one["cache_mb_per_session"] > 0
+    assert summary["most_sessions_held_under_1pct_drops"] == 1
+    assert json.loads(out.read_text())["levels"] == summary["levels"] and out.with_suffix(".png").exists()

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from evostreaming.models.loading import load_model
-from evostreaming.stream.memory import MemoryPolicy
+from evostreaming.stream.memory import MemoryPolicy, cache_bytes
 from evostreaming.stream.session import SessionConfig, StreamingSession
 
 
@@ -32,14 +32,7 @@ def rss_bytes() -> int:
 
 
 def kv_bytes(cache) -> int:
-    """Bytes the cache holds: keys and values, and a hybrid model's linear-attention states."""
-    total = 0
-    for layer in cache.layers:
-        if getattr(layer, "keys", None) is not None:
-            total += layer.keys.nbytes + layer.values.nbytes
-        for states in (getattr(layer, "conv_states", {}), getattr(layer, "recurrent_states", {})):
-            total += sum(t.nbytes for t in states.values() if t is not None)
-    return total
+    return cache_bytes(cache)
 
 
 def synthetic_frames(n: int, seed: int, size: int = 112):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from evostreaming.stream.memory import cache_bytes
 from evostreaming.stream.session import StreamingSession
 
 
@@ -61,6 +62,7 @@ class ServedSession:
             "dropped": {k[len("dropped:") :]: v for k, v in s.items() if k.startswith("dropped:")},
             "questions": s["questions"],
             "cache_tokens": self.session.cache_tokens,
+            "cache_bytes": cache_bytes(self.session.cache),
             "seconds": round(time.monotonic() - self.started, 3),
         }
 
@@ -138,6 +140,7 @@ class InferenceWorker(threading.Thread):
                 "p_silent": decision.silence_prob,
                 "step_ms": round(1000 * (time.perf_counter() - t0), 2),
                 "cache_tokens": s.cache_tokens,
+                "cache_bytes": cache_bytes(s.cache),
                 "question": question,
             }
         )

@@ -148,3 +148,14 @@ def evict_segments(
             keys[..., m, :] = rotate_keys(keys[..., m, :], delta[moved].to(keys.device), inv_freq.to(keys.device))
         layer.keys, layer.values = keys, values
     return kept, removed_span
+
+
+def cache_bytes(cache) -> int:
+    """Bytes a session's cache holds: keys and values, and a hybrid model's linear-attention states."""
+    total = 0
+    for layer in cache.layers:
+        if getattr(layer, "keys", None) is not None:
+            total += layer.keys.nbytes + layer.values.nbytes
+        for states in (getattr(layer, "conv_states", {}), getattr(layer, "recurrent_states", {})):
+            total += sum(t.nbytes for t in states.values() if t is not None)
+    return total
