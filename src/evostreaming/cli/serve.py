@@ -87,11 +87,14 @@ def connect(
     question: list[str] = typer.Option([], help="a question (repeatable)"),
     at: list[float] = typer.Option([], help="stream time of each --question (default 0)"),
     fps: float = typer.Option(0.5),
+    max_frames: int | None = typer.Option(None, help="stop after this many frames (for cameras and URLs)"),
     api_key: str | None = typer.Option(None, envvar="EVOSTREAMING_API_KEY"),
 ) -> None:
     """Stream SOURCE to a running `evostreaming serve` and print its responses as they happen."""
+    import itertools
+
     from evostreaming.serve.client import stream_source
-    from evostreaming.video.sources import VideoSourceError
+    from evostreaming.video.sources import VideoSourceError, open_source
 
     if at and len(at) != len(question):
         fail(f"got {len(question)} --question but {len(at)} --at; give one time per question or none")
@@ -107,7 +110,10 @@ def connect(
             console.print(f"[yellow]{kind}: {event.get('message', event.get('reason'))}[/]")
 
     try:
-        events = stream_source(url, source, questions=questions, api_key=api_key, fps=fps, on_event=show)
+        frames = open_source(source, fps=fps)
+        if max_frames is not None:
+            frames = itertools.islice(frames, max_frames)
+        events = stream_source(url, frames, questions=questions, api_key=api_key, fps=fps, on_event=show)
     except VideoSourceError as exc:
         fail(str(exc))
     except (OSError, ConnectionError) as exc:

@@ -119,12 +119,15 @@ async def stream_frames(
         task = asyncio.create_task(reader())
         loop = asyncio.get_running_loop()
         start = loop.time()
+        last_sent = -1e9
         for seq, frame in enumerate(frames):
             for t in [t for t in pending if t <= frame.time]:
                 await client.ask(pending.pop(t))
-            if realtime:
-                await asyncio.sleep(max(0.0, start + frame.time - loop.time()))  # the stream's own pace
+            if realtime:  # the stream's own pace, and never faster than the session's fps
+                due = max(start + frame.time, last_sent + 1.0 / fps)
+                await asyncio.sleep(max(0.0, due - loop.time()))
             await client.send_frame(frame.image, seq, frame.time)
+            last_sent = loop.time()
             state["sent"] += 1
         state["all_sent"] = True
         if len(answered) >= state["sent"]:
@@ -139,5 +142,5 @@ def stream_source(url: str, source, **kwargs) -> list[dict]:
     """The sync wrapper: ``source`` is anything ``video.sources.open_source`` reads, or a list of frames."""
     from evostreaming.video.sources import open_source
 
-    frames = open_source(source, fps=kwargs.get("fps", 0.5)) if isinstance(source, str) else source
+    frames = open_source(source, fps=kwargs.get("fps", 0.5)) if isinstance(source, str | int) else source
     return asyncio.run(stream_frames(url, frames, **kwargs))
