@@ -167,3 +167,41 @@ def test_the_load_benchmark_counts_held_and_refused_sessions(tmp_path):
     assert one["frames_sent"] == 4 and one["latency_ms"]["p50"] > 0 and one["cache_mb_per_session"] > 0
     assert summary["most_sessions_held_under_1pct_drops"] == 1
     assert json.loads(out.read_text())["levels"] == summary["levels"] and out.with_suffix(".png").exists()
+
+
+def _webm(frames: list[np.ndarray], path: Path, fps: int = 4) -> Path:
+    """VP8 in WebM: a codec every Chromium build plays (Debian's may lack H.264)."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libvpx", rate=Fraction(fps))
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for arr in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_the_pages_file_tab_streams_a_local_video(server, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run does it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    frames = [np.asarray(f.image) for f in _clip(6)] * 8  # a few seconds at 4 fps
+    clip = _webm(frames, tmp_path / "clip.webm")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium, args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"]
+        )
+        page = browser.new_page()
+        page.goto(f"http://{server}/")
+        page.click("button[data-tab=file]")
+        page.set_input_files("#file", str(clip))
+        page.wait_for_selector(".tick:nth-child(2)", timeout=60_000)  # frames from the file were decided
+        assert page.inner_text("#error").strip() == ""
+        browser.close()
