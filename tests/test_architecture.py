@@ -135,7 +135,7 @@ def test_the_builtin_extension_points_are_registered():
         "video_llava",
     ]
     assert SCHEMES.names() == ["hub", "path", "pocket", "real", "tiny"]
-    assert BENCHMARKS.names() == ["jsonl", "ovo", "streamingbench"]
+    assert BENCHMARKS.names() == ["jsonl", "ovo", "proactivevideoqa", "streamingbench"]
     assert JUDGES.names() == ["embedding", "openai", "rule"]
     assert BASELINES.names() == ["always-respond", "always-silent", "oracle"]
 

@@ -1,0 +1,104 @@
+"""ProactiveVideoQA -> RealStreamEval samples (docs/benchmarks.md).
+
+The benchmark has four subsets (WEB, EGO, TV, VAD) in one shape: ``anno.json``, a list of items with a
+``conversation`` of user turns (the question at 0 s; for TV, subtitles arrive as further user turns at
+their times) and ``answer``s, each with the reply ``content``, the ``related_timespan`` (when what it
+describes is on screen) and the ``reply_timespan`` (when a reply is expected). One sample per item,
+regime FAR, task = the subset: each answer is supported from the start of its related span and due
+at the start of its reply span (replying before the related span is premature), judged as free text.
+
+``--data`` is a subset's ``anno.json``, a subset folder, or the benchmark folder holding the subsets;
+videos are ``<subset>/videos/<video>`` beside the annotations unless ``--videos`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from evostreaming.eval.benchmarks import BENCHMARKS, Benchmark
+from evostreaming.eval.schema import GoldAnswer, Sample, SampleFormatError, UserTurn
+
+SUBSETS = ("WEB", "EGO", "TV", "VAD")
+
+
+def _span(item: dict, answer: dict, name: str) -> tuple[float, float]:
+    span = answer.get(name)
+    if not (isinstance(span, list) and len(span) == 2 and all(isinstance(x, int | float) for x in span)):
+        raise SampleFormatError(f"field 'answer[].{name}': {span!r} is not a [start, end] pair of seconds")
+    start, end = float(span[0]), float(span[1])
+    if end < start:
+        raise SampleFormatError(f"field 'answer[].{name}': ends ({end}) before it starts ({start})")
+    return start, end
+
+
+def _item(item: dict, subset: str, video_root: Path, fps: float) -> Sample:
+    for key in ("video", "conversation", "answer", "duration"):
+        if key not in item:
+            raise SampleFormatError(f"field {key!r} is missing")
+    turns = []
+    for turn in item["conversation"]:
+        if turn.get("role") != "user" or not str(turn.get("content", "")).strip():
+            raise SampleFormatError("field 'conversation': every turn is a user turn with content")
+        turns.append(UserTurn(time=float(turn["time"]), text=str(turn["content"]).strip()))
+    answers = []
+    for a in item["answer"]:
+        related, reply = _span(item, a, "related_timespan"), _span(item, a, "reply_timespan")
+        start = min(related[0], reply[0])
+        answers.append(
+            GoldAnswer(
+                time=max(start, reply[0]),
+                evidence_start=start,
+                evidence_end=max(related[1], reply[1]),
+                answer=str(a.get("content", "")).strip() or "(no text)",
+                judge="text",
+            )
+        )
+    if not answers:
+        raise SampleFormatError("field 'answer': no reply")
+    duration = float(item["duration"])
+    return Sample(
+        id=f"pvqa-{subset}-{item.get('question_id', item['video'])}",
+        video=str(video_root / item["video"]),
+        fps=fps,
+        duration=duration,
+        task=subset,
+        regime="FAR",
+        turns=sorted(turns, key=lambda t: t.time),
+        answers=sorted(answers, key=lambda a: a.time),
+        meta={"source": "proactivevideoqa", "subset": subset},
+    )
+
+
+def _anno_files(data: Path) -> list[tuple[str, Path]]:
+    if data.is_file():
+        return [(data.parent.name.upper(), data)]
+    if (data / "anno.json").is_file():
+        return [(data.name.upper(), data / "anno.json")]
+    found = [(s, data / s / "anno.json") for s in SUBSETS if (data / s / "anno.json").is_file()]
+    if not found:
+        raise SampleFormatError(f"{data}: no anno.json, nor any of {', '.join(SUBSETS)}/anno.json")
+    return found
+
+
+def load_proactivevideoqa(data: str | Path, videos: str | Path | None = None, fps: float = 0.5) -> list[Sample]:
+    samples = []
+    for subset, file in _anno_files(Path(data)):
+        try:
+            items = json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise SampleFormatError(f"{file}: not a ProactiveVideoQA annotation file ({exc})") from None
+        root = Path(videos) / subset / "videos" if videos else file.parent / "videos"
+        for i, item in enumerate(items):
+            try:
+                samples.append(_item(item, subset, root, fps))
+            except (SampleFormatError, ValueError, TypeError, KeyError) as exc:
+                raise SampleFormatError(f"{file}: item {i}: {exc}") from None
+    return samples
+
+
+def _load(data: Path, videos: Path | None, fps: float | None):
+    return load_proactivevideoqa(data, videos, fps or 0.5)
+
+
+BENCHMARKS.register("proactivevideoqa", Benchmark(_load, "ProactiveVideoQA anno.json (a subset or all four)"))
