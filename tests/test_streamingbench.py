@@ -6,8 +6,10 @@ import json
 from collections import Counter
 
 import pytest
+from typer.testing import CliRunner
 
 from conftest import SHARED, need_shared
+from evostreaming.cli import app
 from evostreaming.eval.benchmarks import load_benchmark
 from evostreaming.eval.benchmarks.streamingbench import parse_hms, streamingbench_metrics
 from evostreaming.eval.policies import AlwaysSilent, Oracle
@@ -63,6 +65,13 @@ def test_oracle_scores_100_and_silence_0_and_streamingbenchs_own_metrics_follow(
     assert own["real_time_accuracy"] == 1.0
     assert own["tasks"]["Proactive Output"]["time_accuracy"] == 1.0
     assert own["tasks"]["Proactive Output"]["answer_accuracy"] == 1.0
+    res = CliRunner().invoke(app, ["eval", "report", str(tmp_path / "oracle"), "--as", "streamingbench"])
+    assert res.exit_code == 0, res.output
+    projected = json.loads((tmp_path / "oracle" / "summary.streamingbench.json").read_text())
+    assert projected["real_time_accuracy"] == 1.0 and projected["samples"] == len(samples)
+    assert projected["parameters"]["proactive_time_tolerance_s"] == 2.0
+    refused = CliRunner().invoke(app, ["eval", "report", str(tmp_path / "oracle"), "--as", "ovo"])
+    assert refused.exit_code == 2 and "score-ovo" in refused.output
     run_protocol(samples, AlwaysSilent(), tmp_path / "silent")
     assert write_report(tmp_path / "silent", timelines=0)["overall"] == 0.0
     silent = streamingbench_metrics(samples, read_trajectories(tmp_path / "silent"))

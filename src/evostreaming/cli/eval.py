@@ -97,6 +97,9 @@ def eval_report(
     output: Path = typer.Argument(..., help="a folder written by 'eval run'"),
     judge: JudgeOpt = "rule",
     timelines: TimelinesOpt = 50,
+    as_: str = typer.Option(
+        "realstreameval", "--as", help="realstreameval (default) or streamingbench (that benchmark's own metrics)"
+    ),
 ) -> None:
     """Re-score saved trajectories (no model needed) and rewrite summary.json, report.md, timelines."""
     from evostreaming.eval.judges import make_judge
@@ -105,12 +108,54 @@ def eval_report(
 
     if not (output / "trajectories.jsonl").exists():
         fail(f"{output}: no trajectories.jsonl; run 'evostreaming eval run --output {output}' first")
+    if as_ != "realstreameval":
+        _project(output, as_)
+        return
     scorer = make_judge(judge, cache_dir=output / "judge-cache")
     if hasattr(scorer, "check"):
         scorer.check()
     with folder_lock(output):
         summary = write_report(output, scorer, timelines=timelines)
     _print_summary(summary, output)
+
+
+# Scoring a saved log under another benchmark's own protocol: what each projection reads and why some
+# cannot (their protocol scores something a streaming trajectory does not hold).
+PROJECTIONS_REFUSED = {
+    "ovo": "OVO-Bench's own protocol scores offline prediction files (use 'eval score-ovo' on them); a streaming "
+    "trajectory holds no per-probe offline predictions",
+    "proactivevideoqa": "ProactiveVideoQA's PAUC is not implemented yet (its definition has to come from the paper)",
+}
+
+
+def _project(output: Path, protocol: str) -> None:
+    import json
+
+    from evostreaming.eval.benchmarks.streamingbench import PROACTIVE_TOLERANCE_S, streamingbench_metrics
+    from evostreaming.eval.protocol import read_trajectories
+    from evostreaming.eval.schema import Sample
+    from evostreaming.utils.jobs import write_json
+
+    if protocol in PROJECTIONS_REFUSED:
+        fail(f"--as {protocol}: {PROJECTIONS_REFUSED[protocol]}")
+    if protocol != "streamingbench":
+        fail(f"--as {protocol!r}: use realstreameval or streamingbench")
+    rows = [r for r in read_trajectories(output) if not r.get("error")]
+    samples = [Sample.model_validate(r["sample"]) for r in rows]
+    if not samples or any(s.meta.get("source") != "streamingbench" for s in samples):
+        fail(f"--as streamingbench: {output} holds samples that are not StreamingBench's (--benchmark streamingbench)")
+    summary = streamingbench_metrics(samples, rows)
+    summary.update(
+        protocol_version="count.py@8929923",
+        parameters={
+            "real_time": "the letter of the first reply at or after the question",
+            "proactive_time_tolerance_s": PROACTIVE_TOLERANCE_S,
+            "proactive_reply": "the last reply; answer correct if the gold string is contained in it",
+        },
+        samples=len(samples),
+    )
+    write_json(output / "summary.streamingbench.json", summary)
+    console.print_json(json.dumps({k: summary[k] for k in ("protocol", "real_time_accuracy", "samples")}))
 
 
 def _print_summary(summary: dict, output: Path) -> None:

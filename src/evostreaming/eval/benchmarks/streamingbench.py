@@ -131,7 +131,7 @@ def load_streamingbench(
                 rel = _field(entry, "video_path", str)
                 video = str(root / rel.removeprefix("./")) if "://" not in rel else rel
                 build = _proactive if "ground_truth_time_stamp" in q else _real
-                samples.append(build(q, f"sb-{i}-{j}", video, m))
+                samples.append(build(q, f"sb-{path.stem}-{i}-{j}", video, m))  # ids unique across the files
             except SampleFormatError as exc:
                 raise SampleFormatError(f"{path}: entry {i}, question {j}: {exc}") from None
             except ValueError as exc:  # a pydantic check (a time past the stream's end, ...)
