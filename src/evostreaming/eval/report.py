@@ -168,6 +168,9 @@ def write_report(
     )
     write_json(out_dir / "summary.json", summary)
     policy = rows[0].get("policy", "?")
+    from evostreaming.eval.lmms import write_lmms_eval
+
+    write_lmms_eval(out_dir, scores, samples, summary, policy)  # the same scores in lmms-eval's layout
     write_atomic(out_dir / "report.md", markdown_table(summary, f"RealStreamEval: {policy}"))
     # reports may be re-made with another judge: allowed (the trajectories stay), and recorded
     append_jsonl(out_dir / "reports.jsonl", [{"time": time.strftime("%Y-%m-%d %H:%M:%S"), "judge": judge.name}])
