@@ -126,7 +126,7 @@ def test_eval_run_cli_on_native_jsonl(tmp_path):
 def test_eval_run_needs_exactly_one_policy(tmp_path):
     _bench(tmp_path)
     res = runner.invoke(app, ["eval", "run", "--data", str(tmp_path), "--output", str(tmp_path / "o")])
-    assert res.exit_code == 2 and "exactly one of --model or --baseline" in res.output
+    assert res.exit_code == 2 and "exactly one of --model, --baseline or --policy" in res.output
 
 
 @pytest.mark.parametrize(("baseline", "overall"), [("oracle", 100.0), ("always-silent", 0.0)])

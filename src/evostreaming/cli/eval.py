@@ -37,6 +37,9 @@ def eval_run(
     videos: Path | None = typer.Option(None, help="folder the samples' video paths are relative to"),
     model: str | None = typer.Option(None, help=MODEL_HELP),
     baseline: str | None = typer.Option(None, help=" | ".join(BASELINES.names())),
+    policy: str | None = typer.Option(
+        None, help="a remote model: openai:URL,model=NAME (vLLM, SGLang, evostreaming serve)"
+    ),
     adapter: AdapterOpt = None,
     judge: JudgeOpt = "rule",
     fps: float | None = typer.Option(None, help="override the samples' frame rate (default 0.5)"),
@@ -68,6 +71,7 @@ def eval_run(
             model=model,
             adapter=adapter,
             baseline=baseline,
+            policy=policy,
             judge=judge,
             fps=fps,
             limit=limit,

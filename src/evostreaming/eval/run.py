@@ -29,6 +29,7 @@ class EvalRunConfig:
     model: str | None = None
     adapter: Path | None = None
     baseline: str | None = None
+    policy: str | None = None  # a remote policy: openai:URL,model=NAME
     judge: str = "rule"
     fps: float | None = None
     limit: int | None = None
@@ -47,8 +48,10 @@ class EvalRunConfig:
         from evostreaming.eval.benchmarks import BENCHMARKS
         from evostreaming.eval.policies import BASELINES
 
-        if (self.model is None) == (self.baseline is None):
-            raise ValueError("give exactly one of --model or --baseline")
+        if sum(x is not None for x in (self.model, self.baseline, self.policy)) != 1:
+            raise ValueError("give exactly one of --model, --baseline or --policy")
+        if self.policy is not None and not self.policy.startswith("openai:"):
+            raise ValueError(f"--policy {self.policy!r}: use openai:URL,model=NAME")
         if self.benchmark not in BENCHMARKS:
             raise ValueError(f"--benchmark {self.benchmark!r}: use one of {', '.join(BENCHMARKS.names())}")
         if self.baseline is not None and self.baseline not in BASELINES:
@@ -162,6 +165,16 @@ def _run_shard(
 
     if cfg.baseline:
         policy = make_baseline(cfg.baseline)
+    elif cfg.policy:
+        from evostreaming.eval.policies import OpenAIPolicy
+
+        marker = DEFAULT_SILENCE_MARKER
+        policy = OpenAIPolicy(
+            cfg.policy[len("openai:") :],
+            system_prompt=DEFAULT_SYSTEM_PROMPT,
+            marker=marker,
+            max_new_tokens=cfg.max_new_tokens,
+        )
     else:
         from evostreaming.models import load_model
         from evostreaming.stream.memory import MemoryPolicy
@@ -195,6 +208,7 @@ def _run_shard(
         "silence_marker": DEFAULT_SILENCE_MARKER,
         "system_prompt": DEFAULT_SYSTEM_PROMPT if cfg.model else None,
         "turn_format": asdict(policy.loaded.adapter.turns) if cfg.model and policy.loaded.adapter.turns else None,
+        "remote_policy": cfg.policy,
     }
     file = TRAJECTORIES if world == 1 else f"trajectories.rank{rank}.jsonl"
     run_protocol(

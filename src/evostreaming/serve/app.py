@@ -40,7 +40,8 @@ def create_app(loaded, config: ServerConfig) -> FastAPI:
     from evostreaming.stream.session import SessionConfig, StreamingSession
 
     limits = config.limits
-    worker = InferenceWorker()
+    model_lock = threading.Lock()  # one forward at a time: session steps and chat completions
+    worker = InferenceWorker(model_lock)
     sessions: set[ServedSession] = set()  # lives in the app's closure: no module-level state
 
     @asynccontextmanager
@@ -101,6 +102,26 @@ def create_app(loaded, config: ServerConfig) -> FastAPI:
             path.unlink(missing_ok=True)
             raise HTTPException(400, "empty upload: send the file as the request body")
         return {"id": upload_id, "bytes": size}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        """Stateless, OpenAI's shape (docs/server.md): for the ``openai:`` policy, judges, ``evolve --server``."""
+        from evostreaming.serve.chat import chat_completion
+
+        bearer(request)
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise HTTPException(400, f"the body is not JSON ({exc})") from exc
+
+        def run():
+            with model_lock:
+                return chat_completion(loaded, body, loaded.spec)
+
+        try:
+            return await asyncio.to_thread(run)
+        except ProtocolError as exc:
+            raise HTTPException(400, str(exc)) from exc
 
     def new_session(settings: dict) -> StreamingSession:
         fps = settings["fps"]

@@ -72,8 +72,9 @@ class ServedSession:
 
 
 class InferenceWorker(threading.Thread):
-    def __init__(self):
+    def __init__(self, model_lock: threading.Lock | None = None):
         super().__init__(name="evostreaming-inference", daemon=True)
+        self.model_lock = model_lock or threading.Lock()  # shared with /v1/chat/completions
         self._cond = threading.Condition()
         self._sessions: list[ServedSession] = []
         self._turn = itertools.count()
@@ -120,7 +121,8 @@ class InferenceWorker(threading.Thread):
         while (work := self._next()) is not None:
             sess, job, questions = work
             try:
-                self._step(sess, job, questions)
+                with self.model_lock:
+                    self._step(sess, job, questions)
             except Exception as exc:  # one session's failure must not stop the others
                 sess.emit({"type": "error", "code": "step_failed", "message": f"frame {job.seq}: {exc}"})
 

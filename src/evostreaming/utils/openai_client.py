@@ -58,6 +58,11 @@ class ChatClient:
 
     def chat(self, messages: list[dict], **params) -> str:
         """One chat completion's text (``params``: max_tokens, temperature, seed, ...)."""
+        return self.complete(messages, **params)[0]
+
+    def complete(self, messages: list[dict], **params) -> tuple[str, list[dict] | None]:
+        """The text and, when asked with ``logprobs=True, top_logprobs=K`` and the server returns them,
+        the first generated token's top alternatives as ``[{"token", "logprob"}, ...]``."""
         import openai
 
         url = f"{self.base_url}/chat/completions"
@@ -74,9 +79,15 @@ class ChatClient:
         except openai.APIError as exc:  # connection refused, timeout, unreadable reply
             raise RemoteError(f"{url}: model {self.model!r}: {exc} ({attempts}); is the server up?") from exc
         try:
-            return resp.choices[0].message.content or ""
+            choice = resp.choices[0]
+            text = choice.message.content or ""
         except (AttributeError, IndexError, TypeError) as exc:
             raise RemoteError(f"{url}: model {self.model!r}: a reply without choices[0].message") from exc
+        first = None
+        content = getattr(getattr(choice, "logprobs", None), "content", None)
+        if content:
+            first = [{"token": t.token, "logprob": t.logprob} for t in (content[0].top_logprobs or [])]
+        return text, first
 
     def chat_many(self, conversations: list[list[dict]], params: list[dict]) -> list[str]:
         """``chat`` for each conversation, at most ``concurrency`` in flight; results in order."""
