@@ -62,6 +62,8 @@ def test_every_v1_route_refuses_a_missing_or_wrong_key(loaded, tmp_path):
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             assert client.get("/v1/models", headers=headers).status_code == 401
             assert client.post("/v1/uploads", content=b"x", headers=headers).status_code == 401
+            chat = {"messages": [{"role": "user", "content": "hi"}]}
+            assert client.post("/v1/chat/completions", json=chat, headers=headers).status_code == 401
         ok = client.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"})
         assert ok.status_code == 200 and ok.json()["data"][0]["id"] == "tiny:qwen2_vl"
         for key in (None, "wrong"):

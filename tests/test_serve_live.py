@@ -205,3 +205,49 @@ def test_the_pages_file_tab_streams_a_local_video(server, tmp_path):
         page.wait_for_selector(".tick:nth-child(2)", timeout=60_000)  # frames from the file were decided
         assert page.inner_text("#error").strip() == ""
         browser.close()
+
+
+def test_the_demo_adapter_served_stays_silent_before_the_event_and_answers_after(tmp_path):
+    """With `make demo`'s round-1 adapter (runs/demo, or EVOSTREAMING_DEMO_DIR): a held-out ShapesWorld
+    stream whose square appears at 16 s, asked at 0 s. Skips where the demo has not been run."""
+    import os
+
+    demo = Path(os.environ.get("EVOSTREAMING_DEMO_DIR", Path(__file__).resolve().parents[1] / "runs" / "demo"))
+    adapter = demo / "evolve" / "round-1" / "adapter"
+    bench = demo / "bench" / "samples.jsonl"
+    if not (adapter / "adapter_config.json").exists() or not bench.exists():
+        pytest.skip(f"no demo adapter at {adapter}: run `make demo` first (or set EVOSTREAMING_DEMO_DIR)")
+    import asyncio
+
+    from evostreaming.video.sources import open_source
+
+    sample = next(
+        s
+        for s in map(json.loads, bench.read_text().splitlines())
+        if s["regime"] == "FAR" and len(s["answers"]) == 1 and s["answers"][0]["time"] >= 8
+    )
+    port = _free_port()
+    cmd = [sys.executable, "-m", "evostreaming.cli", "serve", "pocket", "--adapter", str(adapter), "--port", str(port)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        for line in proc.stderr:
+            if "Uvicorn running on" in line:
+                break
+        threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+        frames = list(open_source(str(bench.parent / sample["video"]), fps=sample["fps"]))
+        events = asyncio.run(
+            stream_frames(
+                f"ws://127.0.0.1:{port}/v1/realtime",
+                frames,
+                questions={0.0: sample["turns"][0]["text"]},
+                fps=sample["fps"],
+                realtime=True,
+            )
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    due = sample["answers"][0]["time"]
+    replies = [e for e in events if e["type"] == "response.done"]
+    assert replies and all(r["time"] >= due - 1e-6 for r in replies)  # silent before the event
+    assert replies[0]["time"] <= due + 4.0  # and answers soon after it
