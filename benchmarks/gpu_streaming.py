@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evostreaming.bench.streaming import kv_bytes, rss_bytes, run_naive, synthetic_frames
+from evostreaming.bench.streaming import rss_bytes, run_naive, synthetic_frames
 from evostreaming.models.loading import load_model
 from evostreaming.models.placement import Placement
-from evostreaming.stream.memory import MemoryPolicy
+from evostreaming.stream.memory import MemoryPolicy, cache_bytes
 from evostreaming.stream.session import SessionConfig, StreamingSession
 
 DEFAULT_MODELS = [
@@ -108,7 +108,7 @@ def one_stream(loaded, device: str, n: int, window: int | None) -> dict:
             _sync(device)
             lat.append(time.perf_counter() - t0)
             overhead.append(lat[-1] / timer.times[0])  # the first forward feeds the frame's tokens
-            kv.append(kv_bytes(session.cache))
+            kv.append(cache_bytes(session.cache))
             rss_max = max(rss_max, rss_bytes())
     finally:
         timer.close()

@@ -116,7 +116,6 @@ def test_a_server_side_url_session_reads_the_camera_and_a_dead_url_is_a_clear_er
     times = [d["time"] for d in decisions]  # at 1 fps; a frame may be superseded while the worker is busy
     assert times[0] == 0.0 and times[1] > times[0] and all(t == int(t) for t in times)
     assert errors[0]["code"] == "source_failed" and "127.0.0.1" in errors[0]["message"]
-    assert shutil.which("true")  # the process tree stays usable (no hung worker)
 
 
 def test_the_pages_url_tab_watches_the_rtsp_camera_through_the_server(rtsp_url, server):

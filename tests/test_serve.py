@@ -40,7 +40,7 @@ def _ws(client, key=KEY):
     return client.websocket_connect("/v1/realtime", subprotocols=protocols)
 
 
-def _until(ws, kinds: set[str], *, frames: int) -> list[dict]:
+def _until(ws, *, frames: int) -> list[dict]:
     """Read events until every one of ``frames`` frames got its decision or drop (and replies finished)."""
     events, settled, open_replies = [], set(), set()
     while len(settled) < frames or open_replies:
@@ -87,7 +87,7 @@ def test_one_decision_per_frame_and_the_question_is_bound_to_the_next_frame(load
             {"type": "conversation.item.create", "item": {"content": [{"type": "input_text", "text": "Red?"}]}}
         )
         ws.send_bytes(pack_frame(1, 2.0, _jpeg(1)))
-        events = _until(ws, set(), frames=2)
+        events = _until(ws, frames=2)
         settled = [e["seq"] for e in events if e["type"] in ("frame.decision", "frame.dropped")]
         assert sorted(settled) == [0, 1]  # exactly one decision or drop per frame
         decisions = {e["seq"]: e for e in events if e["type"] == "frame.decision"}
@@ -108,7 +108,7 @@ def test_oversize_and_undecodable_frames_are_dropped_with_a_reason(loaded, tmp_p
         ws.send_bytes(pack_frame(0, 0.0, _jpeg(0, size=300)))  # too many bytes
         ws.send_bytes(pack_frame(1, 0.5, b"not an image"))
         ws.send_bytes(b"garbage without a header")
-        events = _until(ws, set(), frames=2)
+        events = _until(ws, frames=2)
         drops = {e["seq"]: e["reason"] for e in events if e["type"] == "frame.dropped"}
         assert drops == {0: "size", 1: "decode"}
         err = ws.receive_json()
@@ -120,7 +120,7 @@ def test_a_flood_is_dropped_for_rate(loaded, tmp_path):
         ws.receive_json()
         for k in range(4):
             ws.send_bytes(pack_frame(k, 0.1 * k, _jpeg(k)))
-        events = _until(ws, set(), frames=4)
+        events = _until(ws, frames=4)
         assert [e["reason"] for e in events if e["type"] == "frame.dropped"] == ["rate"] * 3
         assert [e["seq"] for e in events if e["type"] == "frame.decision"] == [0]
 
@@ -135,7 +135,7 @@ def test_beyond_the_session_cap_a_new_session_is_refused_and_the_others_go_on(lo
                 second.receive_json()
             assert exc.value.code == 1013
         first.send_bytes(pack_frame(0, 0.0, _jpeg(0)))
-        assert any(e["type"] == "frame.decision" for e in _until(first, set(), frames=1))
+        assert any(e["type"] == "frame.decision" for e in _until(first, frames=1))
 
 
 def test_two_sessions_never_see_each_others_frames_or_questions(loaded, tmp_path):
@@ -146,7 +146,7 @@ def test_two_sessions_never_see_each_others_frames_or_questions(loaded, tmp_path
         b.send_json({"type": "conversation.item.create", "text": "question for B"})
         a.send_bytes(pack_frame(100, 0.0, _jpeg(1)))
         b.send_bytes(pack_frame(200, 0.0, _jpeg(2)))
-        ea, eb = _until(a, set(), frames=1), _until(b, set(), frames=1)
+        ea, eb = _until(a, frames=1), _until(b, frames=1)
         text_a, text_b = json.dumps(ea), json.dumps(eb)
         assert "question for A" in text_a and "question for B" not in text_a
         assert "question for B" in text_b and "question for A" not in text_b

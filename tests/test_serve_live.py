@@ -153,7 +153,6 @@ def test_the_page_reports_a_wrong_key(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    assert json.dumps({"ok": True})
 
 
 def test_the_load_benchmark_counts_held_and_refused_sessions(tmp_path):

@@ -31,10 +31,6 @@ def rss_bytes() -> int:
         return 0
 
 
-def kv_bytes(cache) -> int:
-    return cache_bytes(cache)
-
-
 def synthetic_frames(n: int, seed: int, size: int = 112):
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
@@ -58,7 +54,7 @@ def run_session(loaded, n: int, window: int | None, seed: int) -> dict:
         t0 = time.perf_counter()
         session.step(frame, k * 2.0, text)
         lat.append(time.perf_counter() - t0)
-        kv.append(kv_bytes(session.cache))
+        kv.append(cache_bytes(session.cache))
         rss.append(rss_bytes())
         cache_tokens.append(session.cache_tokens)
     return {"latency_s": lat, "kv_bytes": kv, "rss_bytes": rss, "cache_tokens": cache_tokens}

@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 
@@ -242,6 +242,7 @@ def create_app(loaded, config: ServerConfig) -> FastAPI:
         _submit(sess, FrameJob(frame.seq, frame.time, image.convert("RGB"), questions))
 
     def _submit(sess: ServedSession, job: FrameJob) -> None:
+        """Hand a frame to the worker (from the event loop or a source thread: ``worker.submit`` locks)."""
         replaced = worker.submit(sess, job)
         if replaced is not None:
             sess.dropped(replaced.seq, "superseded", "a newer frame arrived before this one was processed")
@@ -303,15 +304,10 @@ def create_app(loaded, config: ServerConfig) -> FastAPI:
                 seq_counter[0] += 1
                 sess.stats["received"] += 1
                 questions, sess.questions = sess.questions, []
-                _submit_threadsafe(sess, FrameJob(seq_counter[0], frame.time, frame.image, questions))
+                _submit(sess, FrameJob(seq_counter[0], frame.time, frame.image, questions))
             sess.emit({"type": "source.ended", "message": "the source has no more frames"})
         except (VideoSourceError, OSError, ValueError) as exc:
             sess.emit({"type": "error", "code": "source_failed", "message": str(exc)})
-
-    def _submit_threadsafe(sess: ServedSession, job: FrameJob) -> None:
-        replaced = worker.submit(sess, job)
-        if replaced is not None:
-            sess.dropped(replaced.seq, "superseded", "a newer frame arrived before this one was processed")
 
     app.state.sessions = sessions
     app.state.worker = worker
@@ -334,7 +330,3 @@ async def _send_events(ws: WebSocket, sess: ServedSession) -> None:
             await ws.send_json(event)
         except (WebSocketDisconnect, RuntimeError):
             return
-
-
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message}}, status_code=status)

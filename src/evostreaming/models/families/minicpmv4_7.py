@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from evostreaming.models.adapter import EncodedSegment
-from evostreaming.models.families import minicpmv4_6
+from evostreaming.models.families import minicpmv4_6, qwen2_vl
 from evostreaming.models.family import register_family
 from evostreaming.models.tiny import TinyModel, instantiate
 
@@ -45,17 +45,9 @@ class MiniCPMV4_7Adapter(minicpmv4_6.MiniCPMV4_6Adapter):
         pos = pos[:, 0, 1:] - 1 + start
         return pos, int(pos.max()) + 1
 
-    def forward_position_ids(self, positions: torch.Tensor) -> torch.Tensor:
-        if positions.shape[0] == 1:
-            positions = positions.expand(3, -1)
-        return positions.unsqueeze(1)  # (3, batch=1, seq)
-
-    def offline_inputs(self, model, input_ids, mm):
-        return {
-            "input_ids": input_ids.unsqueeze(0),
-            "mm_token_type_ids": self._token_types(model, input_ids).unsqueeze(0),
-            **mm,
-        }
+    # (3, batch, seq) positions and the offline call with token types: as the Qwen-VL adapter does
+    forward_position_ids = qwen2_vl.QwenVLAdapter.forward_position_ids
+    offline_inputs = qwen2_vl.QwenVLAdapter.offline_inputs
 
 
 def build_minicpmv4_7(seed: int = 0, *, corpus=None, text_overrides=None, vision_overrides=None) -> TinyModel:
