@@ -45,6 +45,7 @@ DEFAULT_MODELS = [
     "real:Qwen/Qwen3-VL-8B-Instruct",
     "real:OpenGVLab/InternVL3_5-8B-HF",
 ]
+PARTS = ["incremental", "bounded", "naive", "concurrent"]
 QUESTION = "Tell me when the red square reaches the right edge."
 FRAME_SIDE = 448
 
@@ -154,7 +155,7 @@ def concurrent(loaded, device: str, sessions: int, n: int, window: int | None) -
 
 def naive(loaded, device: str, n: int) -> dict:
     _peak_reset(device)
-    res = run_naive(loaded, n, 0)
+    res = run_naive(loaded, n, 0, FRAME_SIDE)  # the same frames as the incremental run
     return {
         "steps": n,
         "p50_ms": 1000 * _pct(res["latency_s"], 50),
@@ -179,12 +180,23 @@ def measure(spec: str, args) -> dict:
         "visual_tokens_per_frame": SessionConfig().visual_tokens_per_frame,
         "frame": f"{FRAME_SIDE}x{FRAME_SIDE}",
     }
-    row["incremental"] = one_stream(loaded, device, args.frames, None)
-    row["bounded"] = one_stream(loaded, device, args.frames, args.window)
-    row["naive"] = naive(loaded, device, args.naive_frames)
-    at = args.naive_frames - 1  # same step, same conversation: re-encoding vs incremental
-    row["speedup_vs_naive_at_last_naive_step"] = row["naive"]["latency_ms"][at] / row["incremental"]["latency_ms"][at]
-    row["concurrent"] = [concurrent(loaded, device, n, args.concurrent_frames, args.window) for n in args.concurrency]
+    if args.warmup:  # first CUDA kernels and allocator growth: measured runs start warm
+        one_stream(loaded, device, args.warmup, None)
+    parts = set(args.parts)
+    if "incremental" in parts:
+        row["incremental"] = one_stream(loaded, device, args.frames, None)
+    if "bounded" in parts:
+        row["bounded"] = one_stream(loaded, device, args.frames, args.window)
+    if "naive" in parts:
+        row["naive"] = naive(loaded, device, args.naive_frames)
+    if {"incremental", "naive"} <= parts:
+        at = args.naive_frames - 1  # same step, same conversation: re-encoding vs incremental
+        inc, nv = row["incremental"]["latency_ms"][at], row["naive"]["latency_ms"][at]
+        row["speedup_vs_naive_at_last_naive_step"] = nv / inc
+    if "concurrent" in parts:
+        row["concurrent"] = [
+            concurrent(loaded, device, n, args.concurrent_frames, args.window) for n in args.concurrency
+        ]
     del loaded
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
@@ -200,6 +212,8 @@ def plot(rows: list[dict], png: Path) -> None:
     fig, axes = plt.subplots(len(rows), 2, figsize=(12, 4 * len(rows)), squeeze=False)
     for (ax1, ax2), r in zip(axes, rows, strict=True):
         for name, color in (("naive", "tab:red"), ("incremental", "tab:blue"), ("bounded", "tab:green")):
+            if name not in r:
+                continue
             lat = r[name]["latency_ms"]
             ax1.plot(range(1, len(lat) + 1), lat, label=name, color=color, lw=1)
         ax1.set_yscale("log")
@@ -207,6 +221,9 @@ def plot(rows: list[dict], png: Path) -> None:
         ax1.set_ylabel("step latency (ms)")
         ax1.set_title(f"{r['model']} ({r['device']}, {r['dtype']})", fontsize=9)
         ax1.legend()
+        if "concurrent" not in r:
+            ax2.axis("off")
+            continue
         sessions = [c["sessions"] for c in r["concurrent"]]
         ax2.bar([str(s) for s in sessions], [c["aggregate_fps"] for c in r["concurrent"]], color="tab:purple")
         ax2.set_xlabel("concurrent sessions")
@@ -218,6 +235,10 @@ def plot(rows: list[dict], png: Path) -> None:
     plt.close(fig)
 
 
+def _without_series(v):
+    return {a: b for a, b in v.items() if a != "latency_ms"} if isinstance(v, dict) else v
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
@@ -226,17 +247,20 @@ def main(argv=None) -> dict:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--concurrent-frames", type=int, default=30, help="steps per session in the concurrent runs")
     ap.add_argument("--window", type=int, default=16, help="frames kept by the bounded run")
+    ap.add_argument("--warmup", type=int, default=8, help="unmeasured steps of one stream before measuring")
+    ap.add_argument("--parts", nargs="+", choices=PARTS, default=PARTS, help="which measurements to run")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--attn", default="auto")
     ap.add_argument("--json", type=Path, required=True)
     args = ap.parse_args(argv)
-    if args.naive_frames > args.frames:
+    if "naive" in args.parts and args.naive_frames > args.frames:
         ap.error("--naive-frames must be at most --frames")
     rows = []
     for spec in args.models:
         rows.append(measure(spec, args))
-        print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("incremental", "bounded", "naive")}))
+        brief = {k: _without_series(v) for k, v in rows[-1].items()}
+        print(json.dumps(brief))
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=1))  # progress kept
     plot(rows, args.json.with_suffix(".png"))

@@ -66,7 +66,9 @@ def test_session_tokens_match_the_chat_template(family):
         messages += [{"role": "user", "content": content}, {"role": "assistant", "content": reply}]
     s.sync()
     rendered = tm.processor.apply_chat_template(messages, tokenize=False)
-    expected = tm.processor(text=[rendered], images=frames, return_tensors="pt")["input_ids"][0]
+    # the processor settings the session asks for (InternVL: one tile per frame, as it reads video)
+    kw = s.adapter.processor_kwargs()
+    expected = tm.processor(text=[rendered], images=frames, return_tensors="pt", **kw)["input_ids"][0]
     ids, _ = s.cached_inputs()
     assert ids.tolist() == expected.tolist()
 

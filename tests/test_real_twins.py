@@ -70,6 +70,28 @@ def test_twin_has_the_published_parameter_count(checkpoint):
     assert n == pytest.approx(PUBLISHED_PARAMS_B[checkpoint], rel=0.005)
 
 
+@pytest.mark.parametrize("checkpoint", [c for c in REQUIRED if REAL_CHECKPOINTS[c].family == "internvl"])
+def test_internvl_twin_frames_are_one_tile_at_the_vision_towers_size(checkpoint):
+    """A frame becomes one tile at the vision config's image size, and its token count equals what
+    the tower's pixel shuffle yields: (size / patch)^2 * ratio^2 (a 384-pixel tile crashed the 8B twin)."""
+    from PIL import Image
+
+    from evostreaming.models.families.internvl import InternVLAdapter
+    from evostreaming.models.real.build import _processor
+
+    entry = REAL_CHECKPOINTS[checkpoint]
+    tok = layout_tokenizer(LAYOUTS[entry.tokens])
+    config = real_config(entry, tok)
+    adapter = InternVLAdapter()  # the session's own encoding path, on a 16:9 frame
+    seg = adapter.encode(_processor(entry, tok), adapter.frame(), Image.fromarray(np.zeros((360, 640, 3), np.uint8)))
+    out = {"pixel_values": seg.mm_kwargs["pixel_values"], "input_ids": seg.input_ids}
+    side = config.vision_config.image_size[0]
+    patch = config.vision_config.patch_size[0]
+    assert tuple(out["pixel_values"].shape) == (1, 3, side, side)
+    expected = (side // patch) ** 2 * config.downsample_ratio**2
+    assert int((out["input_ids"] == config.image_token_id).sum()) == expected == 256
+
+
 @pytest.mark.parametrize("checkpoint", REQUIRED)
 def test_twin_tokenizer_has_the_released_special_token_ids(checkpoint):
     entry = REAL_CHECKPOINTS[checkpoint]
@@ -186,3 +208,34 @@ def test_minicpmv_4_5_remote_code_is_refused_with_the_native_alternative(tmp_pat
     for trust in (False, True):
         with pytest.raises(ModelLoadError, match="minicpmv4_6, minicpmv4_7"):
             parse_spec(str(folder)).load(Placement(device="cpu"), trust_remote_code=trust)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    "checkpoint", ["Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen3-VL-8B-Instruct", "OpenGVLab/InternVL3_5-8B-HF"]
+)
+def test_real_size_twin_streams_in_bfloat16_on_a_gpu(checkpoint):
+    """A 7-8B twin in bf16 on CUDA: frames, a question, a reply and silent steps enter the cache
+    incrementally, and each token's next-token distribution matches one offline forward (bf16
+    tolerance on probabilities; the logit gap and argmax agreement are printed for the record)."""
+    model, processor = parse_spec(f"real:{checkpoint}").load(Placement(device="cuda", dtype="bfloat16"))
+    s = StreamingSession(model, processor, config=SessionConfig(silence_threshold=0.0), keep_inputs=True)
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        s.push_frame(rng.integers(0, 255, (448, 448, 3), dtype=np.uint8), "What is happening?" if k == 1 else None)
+        s.append_reply("A cat walks in." if k == 1 else "<silent>")
+    s.sync()
+    ids, mm = s.cached_inputs()
+    inputs = s.adapter.offline_inputs(model, ids, mm)
+    inputs = {k: v.to("cuda", torch.bfloat16) if v.is_floating_point() else v.to("cuda") for k, v in inputs.items()}
+    with torch.no_grad():
+        ref = model(**inputs).logits[0].float()
+    inc = torch.cat(s.logit_log).float()
+    assert inc.device.type == "cuda" and inc.shape == ref.shape
+    prob_gap = (inc.softmax(-1) - ref.softmax(-1)).abs().max().item()
+    agree = (inc.argmax(-1) == ref.argmax(-1)).float().mean().item()
+    print(
+        f"{checkpoint}: {ref.shape[0]} tokens, max |dlogit| {(inc - ref).abs().max().item():.3f}, "
+        f"max |dprob| {prob_gap:.2e}, argmax agreement {agree:.4f}"
+    )
+    assert prob_gap < 2e-2

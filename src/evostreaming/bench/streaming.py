@@ -61,21 +61,30 @@ def run_session(loaded, n: int, window: int | None, seed: int) -> dict:
 
 
 @torch.no_grad()
-def run_naive(loaded, n: int, seed: int) -> dict:
+def run_naive(loaded, n: int, seed: int, size: int = 112) -> dict:
     # Build the conversation with a session that keeps its inputs, then time a from-scratch
     # forward over everything at each step (re-encoding every frame, as an offline model must).
     recorder = StreamingSession(
         loaded.model, loaded.processor, loaded.adapter, SessionConfig(silence_threshold=0.0), keep_inputs=True
     )
     marker_head = recorder._marker_ids[:-1]
+    device = loaded.model.get_input_embeddings().weight.device
     lat, rss, tokens = [], [], []
-    for k, frame in enumerate(synthetic_frames(n, seed)):
+    for k, frame in enumerate(synthetic_frames(n, seed, size)):
         text = "Tell me when the red square reaches the right edge." if k == 0 else None
         recorder.push_frame(frame, text)
         ids, mm = recorder.cached_inputs()
         ids = torch.cat([ids, torch.tensor(marker_head, dtype=torch.long)])
+        # inputs where the session puts them: the embeddings' device, pixels in the model's precision
+        inputs = {
+            k: v.to(device, dtype=loaded.model.dtype) if v.is_floating_point() else v.to(device)
+            for k, v in loaded.adapter.offline_inputs(loaded.model, ids, mm).items()
+        }
         t0 = time.perf_counter()
-        loaded.model(**loaded.adapter.offline_inputs(loaded.model, ids, mm), logits_to_keep=len(marker_head) + 1)
+        with torch.inference_mode():
+            loaded.model(**inputs, logits_to_keep=len(marker_head) + 1)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         lat.append(time.perf_counter() - t0)
         rss.append(rss_bytes())
         tokens.append(int(ids.shape[0]))

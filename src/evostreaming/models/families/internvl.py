@@ -18,6 +18,11 @@ class InternVLAdapter(FamilyAdapter):
     model_types = ("internvl",)
     image_keys = ("pixel_values",)
 
+    def processor_kwargs(self):
+        # One tile per frame, as InternVL reads video. InternVLProcessor's call-time default tiles a
+        # 16:9 frame into two crops and a thumbnail (3 x 256 tokens) whatever the image processor says.
+        return {"crop_to_patches": False}
+
     def frame(self) -> str:
         if self.turns:
             return super().frame()

@@ -48,10 +48,16 @@ def _processor(entry: RealCheckpoint, tok):
     if entry.family == "qwen3_vl":
         return _qwen_processor(tf.Qwen3VLProcessor, tf.Qwen3VLVideoProcessor, tok, s)
     if entry.family == "internvl":
-        # One 448-pixel tile per frame, as InternVL reads video frames (no dynamic tiling).
+        # One 448-pixel tile per frame, as InternVL reads video frames (no dynamic tiling), with the
+        # released ImageNet normalization (GotOcr2's defaults are 384 pixels and CLIP's statistics).
+        from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+        tile = dict(
+            size={"height": 448, "width": 448}, image_mean=IMAGENET_DEFAULT_MEAN, image_std=IMAGENET_DEFAULT_STD
+        )
         return tf.InternVLProcessor(
-            image_processor=tf.GotOcr2ImageProcessor(crop_to_patches=False),
-            video_processor=tf.InternVLVideoProcessor(),
+            image_processor=tf.GotOcr2ImageProcessor(crop_to_patches=False, **tile),
+            video_processor=tf.InternVLVideoProcessor(**tile),
             tokenizer=tok,
             image_seq_length=s["image_seq_length"],
             chat_template=internvl.TEMPLATE,
