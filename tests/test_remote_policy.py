@@ -1,6 +1,7 @@
 """`eval run --policy openai:...` against our own server's /v1/chat/completions (a real server started
-here): on the pocket model it takes the same action as the local streaming session on >= 99% of the
-steps of a ShapesWorld benchmark, and scores within 1 point."""
+here), and `--policy realtime:...` against its WebSocket: on the pocket model each takes the same action
+as the local streaming session on >= 99% of the steps of a ShapesWorld benchmark, and scores within 1
+point; `--concurrency` runs streams at once and resumes."""
 
 import json
 import socket
@@ -30,29 +31,76 @@ def _eval(bench, out, *args):
     return json.loads((out / "summary.json").read_text()), actions
 
 
-def test_the_openai_policy_on_our_server_agrees_with_the_local_session(tmp_path):
-    make_bench(11, 6, tmp_path / "bench")
+@pytest.fixture(scope="module")
+def server():
+    """`evostreaming serve pocket` on 127.0.0.1, set for evaluation: unbounded memory like the local
+    run, frames as fast as the model steps, room for 4 streams; yields its port."""
     port = _free_port()
     cmd = [sys.executable, "-m", "evostreaming.cli", "serve", "pocket", "--port", str(port)]
+    cmd += ["--memory-window", "0", "--max-fps", "1000", "--max-sessions", "4"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:
         for line in proc.stderr:  # blocks until the server listens
             if "Uvicorn running on" in line:
                 break
         threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
-        local, a = _eval(tmp_path / "bench", tmp_path / "local", "--model", "pocket")
-        remote, b = _eval(
-            tmp_path / "bench", tmp_path / "remote", "--policy", f"openai:http://127.0.0.1:{port}/v1,model=pocket"
-        )
+        yield port
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("agree")
+    make_bench(11, 6, root / "bench")
+    summary, actions = _eval(root / "bench", root / "local", "--model", "pocket")
+    return root, summary, actions
+
+
+def _agrees(local, a, remote, b):
     assert a.keys() == b.keys() and len(a) > 30
     agree = sum(a[k] == b[k] for k in a) / len(a)
     assert agree >= 0.99, f"{agree:.3f} of {len(a)} steps agree"
     assert abs(local["overall"] - remote["overall"]) <= 1.0
-    run = json.loads((tmp_path / "remote" / "run.json").read_text())
+
+
+def test_the_openai_policy_on_our_server_agrees_with_the_local_session(server, local_run):
+    root, local, a = local_run
+    remote, b = _eval(root / "bench", root / "openai", "--policy", f"openai:http://127.0.0.1:{server}/v1,model=pocket")
+    _agrees(local, a, remote, b)
+    run = json.loads((root / "openai" / "run.json").read_text())
     assert run["protocol"]["remote_policy"].startswith("openai:http://127.0.0.1")
+
+
+def test_the_realtime_policy_at_concurrency_2_agrees_with_the_local_session(server, local_run):
+    """Each stream is one WebSocket session of the server, two at once; same actions, same score,
+    and the replies' token counts come from the server (response.done)."""
+    root, local, a = local_run
+    url = f"realtime:ws://127.0.0.1:{server}/v1/realtime"
+    remote, b = _eval(root / "bench", root / "realtime", "--policy", url, "--concurrency", "2")
+    _agrees(local, a, remote, b)
+    rows = {r["id"]: r for r in map(json.loads, (root / "local" / "trajectories.jsonl").read_text().splitlines())}
+    for r in map(json.loads, (root / "realtime" / "trajectories.jsonl").read_text().splitlines()):
+        for mine, theirs in zip(r["steps"], rows[r["id"]]["steps"], strict=True):
+            if mine["action"] == theirs["action"] == "respond":
+                assert (mine["text"], mine["tokens"]) == (theirs["text"], theirs["tokens"])
+
+
+def test_an_interrupted_concurrent_run_resumes_without_redoing_finished_streams(server, local_run):
+    """A run at concurrency 2 that lost its last 3 streams (as a crash leaves the file) re-runs only
+    those 3: the finished lines stay byte for byte."""
+    root, _, _ = local_run
+    url = f"realtime:ws://127.0.0.1:{server}/v1/realtime"
+    out = root / "resume"
+    _eval(root / "bench", out, "--policy", url, "--concurrency", "2")
+    lines = (out / "trajectories.jsonl").read_text().splitlines()
+    kept = lines[:-3]
+    (out / "trajectories.jsonl").write_text("".join(x + "\n" for x in kept))
+    _eval(root / "bench", out, "--policy", url, "--concurrency", "2")
+    again = (out / "trajectories.jsonl").read_text().splitlines()
+    assert again[: len(kept)] == kept and len(again) == len(lines)
+    assert {json.loads(x)["id"] for x in again} == {json.loads(x)["id"] for x in lines}
 
 
 def test_a_malformed_policy_is_refused_before_anything_runs(tmp_path):
@@ -60,3 +108,43 @@ def test_a_malformed_policy_is_refused_before_anything_runs(tmp_path):
     cmd = [sys.executable, "-m", "evostreaming.cli", "eval", "run", "--data", str(tmp_path / "bench")]
     res = subprocess.run([*cmd, "--output", str(tmp_path / "o"), "--policy", "vllm:x"], capture_output=True, text=True)
     assert res.returncode == 2 and "openai:URL,model=NAME" in res.stderr + res.stdout
+    assert "realtime:ws://HOST:PORT/v1/realtime" in " ".join((res.stderr + res.stdout).split())
+
+
+@pytest.mark.parametrize("scheme", ["realtime", "openai"])
+def test_a_dead_server_stops_the_run_before_any_stream_with_the_reason(tmp_path, scheme):
+    make_bench(1, 1, tmp_path / "bench")
+    port = _free_port()
+    spec = {
+        "realtime": f"realtime:ws://127.0.0.1:{port}/v1/realtime",
+        "openai": f"openai:http://127.0.0.1:{port}/v1,model=m",
+    }[scheme]
+    cmd = [sys.executable, "-m", "evostreaming.cli", "eval", "run", "--data", str(tmp_path / "bench")]
+    res = subprocess.run([*cmd, "--output", str(tmp_path / "o"), "--policy", spec], capture_output=True, text=True)
+    text = " ".join((res.stderr + res.stdout).split())
+    assert res.returncode == 2 and "the server does not answer" in text, text[-800:]
+    assert not (tmp_path / "o" / "trajectories.jsonl").exists()
+
+
+def test_a_server_that_dies_mid_run_fails_the_stream_with_its_reason(tmp_path):
+    """Connection refused when a stream opens (the server went away after the check): that sample is
+    recorded as failed with the reason, not a crash of the run."""
+    from evostreaming.eval.protocol import run_sample
+    from evostreaming.eval.remote import RemoteSettings, make_remote_policy
+    from evostreaming.eval.schema import Sample
+
+    policy = make_remote_policy(
+        f"realtime:ws://127.0.0.1:{_free_port()}/v1/realtime", RemoteSettings(system_prompt="s", marker="<silent>")
+    )
+    sample = Sample.model_construct(id="s1", video=str(tmp_path / "none.mp4"), fps=0.5, duration=4.0, turns=[])
+    row = run_sample(policy, sample)
+    assert row["steps"] == [] and "cannot connect" in row["error"] and "evostreaming serve" in row["error"]
+
+
+def test_concurrency_with_a_local_model_is_refused_with_the_ways_to_scale(tmp_path):
+    make_bench(1, 1, tmp_path / "bench")
+    cmd = [sys.executable, "-m", "evostreaming.cli", "eval", "run", "--data", str(tmp_path / "bench")]
+    args = ["--output", str(tmp_path / "o"), "--model", "pocket", "--concurrency", "2"]
+    res = subprocess.run([*cmd, *args], capture_output=True, text=True)
+    text = " ".join((res.stderr + res.stdout).split())
+    assert res.returncode == 2 and "--policy realtime:" in text and "accelerate launch" in text

@@ -38,8 +38,11 @@ def eval_run(
     model: str | None = typer.Option(None, help=MODEL_HELP),
     baseline: str | None = typer.Option(None, help=" | ".join(BASELINES.names())),
     policy: str | None = typer.Option(
-        None, help="a remote model: openai:URL,model=NAME (vLLM, SGLang, evostreaming serve)"
+        None,
+        help="a model behind a server: openai:URL,model=NAME (vLLM, SGLang, evostreaming serve) or "
+        "realtime:ws://HOST:PORT/v1/realtime (evostreaming serve); api_key=KEY or EVOSTREAMING_API_KEY",
     ),
+    concurrency: int = typer.Option(1, help="streams run at once (with --policy or --baseline)"),
     adapter: AdapterOpt = None,
     judge: JudgeOpt = "rule",
     fps: float | None = typer.Option(None, help="override the samples' frame rate (default 0.5)"),
@@ -85,6 +88,7 @@ def eval_run(
             device=device,
             attn=attn,
             device_map=device_map,
+            concurrency=concurrency,
         )
     except ValueError as exc:
         fail(str(exc))

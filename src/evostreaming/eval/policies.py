@@ -7,6 +7,7 @@ oracle that answers the gold text at the gold times (an upper bound that checks 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from evostreaming.eval.schema import Sample
@@ -33,6 +34,16 @@ class Policy:
 
     def step(self, k: int, time: float, frame, user_text: str | None) -> PolicyStep:
         raise NotImplementedError
+
+    def check(self) -> None:
+        """Before any stream: fail now, with the cause, if the policy cannot run (a server is down)."""
+
+    def end(self) -> None:
+        """The stream is over (after its last step, or its failure): release what it held."""
+
+    def fork(self) -> Policy:
+        """A copy for another stream run at the same time (``eval run --concurrency``)."""
+        return copy.copy(self)
 
 
 @BASELINES.register("always-silent")
@@ -100,48 +111,3 @@ class SessionPolicy(Policy):
 def make_baseline(name: str) -> Policy:
     """A registered baseline policy by name (``eval run --baseline NAME``)."""
     return BASELINES.get(name)()
-
-
-class OpenAIPolicy(Policy):
-    """A model behind an OpenAI-compatible chat server (vLLM, SGLang, ``evostreaming serve``).
-
-    At each step one request carries the whole causal history: the system prompt, every earlier user
-    turn (its frame as a PNG data URL, and its text) and the model's own earlier replies, the silence
-    marker included. The prefix is never edited, so a server's prefix cache stays valid and each step
-    pays only for the new frame. The step is silent when the first generated token is the marker
-    (from the returned log-probabilities) or, without them, when the reply starts with the marker.
-    """
-
-    needs_frames = True
-
-    def __init__(self, spec: str, *, system_prompt: str, marker: str, max_new_tokens: int = 48):
-        from evostreaming.utils.openai_client import ChatClient
-
-        url, _, rest = spec.partition(",")
-        opts = dict(p.split("=", 1) for p in rest.split(",") if "=" in p)
-        if not url.startswith(("http://", "https://")) or "model" not in opts:
-            example = "openai:http://127.0.0.1:8000/v1,model=pocket"
-            raise ValueError(f"--policy openai:{spec}: use openai:URL,model=NAME (e.g. {example})")
-        self.client = ChatClient(url, opts["model"], api_key=opts.get("api_key"))
-        self.name = f"openai:{opts['model']}"
-        self.system = system_prompt.replace("{marker}", marker)
-        self.marker, self.max_new_tokens = marker, max_new_tokens
-
-    def reset(self, sample: Sample) -> None:
-        self.messages: list[dict] = [{"role": "system", "content": self.system}]
-
-    def step(self, k, time, frame, user_text):
-        from evostreaming.utils.openai_client import image_data_url
-
-        content = [{"type": "image_url", "image_url": {"url": image_data_url(frame)}}]
-        if user_text:
-            content.append({"type": "text", "text": user_text})
-        self.messages.append({"role": "user", "content": content})
-        text, first = self.client.complete(
-            self.messages, max_tokens=self.max_new_tokens, temperature=0.0, logprobs=True, top_logprobs=5
-        )
-        # a one-token marker: the top first token decides; otherwise (or without log-probabilities) the text
-        silent = text.strip().startswith(self.marker) or bool(first and first[0]["token"] == self.marker)
-        reply = self.marker if silent else text
-        self.messages.append({"role": "assistant", "content": reply})
-        return PolicyStep("silent") if silent else PolicyStep("respond", text, len(text.split()))

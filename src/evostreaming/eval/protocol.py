@@ -96,11 +96,11 @@ def _steps(sample: Sample, needs_frames: bool, max_pixels: int | None) -> Iterat
 
 
 def run_sample(policy: Policy, sample: Sample, max_pixels: int | None = 448 * 448) -> dict:
-    policy.reset(sample)
     turns = sorted(sample.turns, key=lambda u: u.time)
     i = 0
     steps, error = [], None
     try:
+        policy.reset(sample)  # a remote policy connects here: a refusal fails this stream, with its reason
         for k, t, image in _steps(sample, policy.needs_frames, max_pixels):
             texts = []
             # Deliver turns on the step grid (k/fps), so decoded timestamps a hair past a tick do
@@ -128,6 +128,8 @@ def run_sample(policy: Policy, sample: Sample, max_pixels: int | None = 448 * 44
         raise
     except Exception as exc:  # a model or policy failure: recorded and counted, the run goes on
         error = f"{type(exc).__name__} at step {len(steps)}: {exc}"
+    finally:
+        policy.end()
     return {"id": sample.id, "policy": policy.name, "sample": sample.model_dump(), "steps": steps, "error": error}
 
 
@@ -141,9 +143,11 @@ def run_protocol(
     run_info: dict | None = None,
     max_failures: int | None = None,
     file: str = TRAJECTORIES,
+    concurrency: int = 1,
 ) -> list[dict]:
     """Run the samples not yet finished (failed ones again). More than ``max_failures`` failed
-    samples in this run (None: no limit) stops it with ``TooManyFailures``, after recording them."""
+    samples in this run (None: no limit) stops it with ``TooManyFailures``, after recording them.
+    ``concurrency`` > 1 runs that many streams at once (remote policies: see ``_rows``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     previous = {row["id"]: row for row in read_trajectories(out_dir)}
@@ -159,20 +163,55 @@ def run_protocol(
             + (f" ({retry} failed before: retrying them)" if retry else "")
         )
     path = out_dir / file
-    failed = 0
+    failed, steps_done, start = 0, 0, time.perf_counter()
     with job_progress(console, f"RealStreamEval [{policy.name}]") as progress:
         task = progress.add_task("eval", total=len(todo), status="")
-        for sample in todo:
-            row = run_sample(policy, sample, max_pixels=max_pixels)
+        for sample, row in _rows(policy, todo, max_pixels, concurrency):
             append_jsonl(path, [row], sync=True)
+            steps_done += len(row["steps"])
+            rate = f"{steps_done / max(time.perf_counter() - start, 1e-9):.2f} steps/s"
+            streams = f"{concurrency} streams at once, " if concurrency > 1 else ""
             if row["error"]:
                 failed += 1
-                progress.update(task, status=f"[red]{failed} failed[/]")
-                if max_failures is not None and failed > max_failures:
-                    raise TooManyFailures(
-                        f"{failed} samples failed (more than --max-failures {max_failures}); the last: "
-                        f"{sample.id}: {row['error']}. Fix the cause (e.g. --videos), then re-run the same command: "
-                        "finished samples are kept, failed ones are retried"
-                    )
+            fails = f", [red]{failed} failed[/]" if failed else ""
+            progress.update(task, status=f"{streams}{rate}{fails}")
+            if row["error"] and max_failures is not None and failed > max_failures:
+                raise TooManyFailures(
+                    f"{failed} samples failed (more than --max-failures {max_failures}); the last: "
+                    f"{sample.id}: {row['error']}. Fix the cause (e.g. --videos), then re-run the same command: "
+                    "finished samples are kept, failed ones are retried"
+                )
             progress.advance(task)
     return read_trajectories(out_dir)
+
+
+def _rows(policy: Policy, todo: list[Sample], max_pixels: int | None, concurrency: int):
+    """(sample, row) as each stream finishes: in order with one stream; with N, N streams run at once
+    on N copies of the policy (each its own history or connection) and rows come as they end."""
+    if concurrency <= 1:
+        for sample in todo:
+            yield sample, run_sample(policy, sample, max_pixels=max_pixels)
+        return
+    import queue
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    idle: queue.SimpleQueue[Policy] = queue.SimpleQueue()
+    for _ in range(concurrency):
+        idle.put(policy.fork())
+
+    def one(sample: Sample) -> dict:
+        mine = idle.get()
+        try:
+            return run_sample(mine, sample, max_pixels=max_pixels)
+        finally:
+            idle.put(mine)
+
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="stream")
+    try:
+        futures = {pool.submit(one, s): s for s in todo}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        # on an error or Ctrl-C: streams not started are dropped, the ones in flight finish (and are lost
+        # unless written above); finished rows are already on disk, so a re-run resumes from them
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from evostreaming.eval.protocol import TRAJECTORIES, TooManyFailures, merge_shards
+from evostreaming.eval.remote import redact
 from evostreaming.models.placement import Placement
 from evostreaming.utils.distributed import on_rank_zero, ranks, shut_down
 from evostreaming.utils.jobs import check_identity, ensure_writable, file_digest, folder_lock, job
@@ -29,7 +30,7 @@ class EvalRunConfig:
     model: str | None = None
     adapter: Path | None = None
     baseline: str | None = None
-    policy: str | None = None  # a remote policy: openai:URL,model=NAME
+    policy: str | None = None  # a remote policy: openai:URL,model=NAME | realtime:WS_URL (eval/remote.py)
     judge: str = "rule"
     fps: float | None = None
     limit: int | None = None
@@ -43,6 +44,7 @@ class EvalRunConfig:
     device: str = "auto"
     attn: str = "auto"
     device_map: str | None = None
+    concurrency: int = 1  # streams at once (remote policies and baselines)
 
     def __post_init__(self) -> None:
         from evostreaming.eval.benchmarks import BENCHMARKS
@@ -50,8 +52,18 @@ class EvalRunConfig:
 
         if sum(x is not None for x in (self.model, self.baseline, self.policy)) != 1:
             raise ValueError("give exactly one of --model, --baseline or --policy")
-        if self.policy is not None and not self.policy.startswith("openai:"):
-            raise ValueError(f"--policy {self.policy!r}: use openai:URL,model=NAME")
+        if self.policy is not None:
+            from evostreaming.eval.remote import check_remote_spec
+
+            check_remote_spec(self.policy)
+        if self.concurrency < 1:
+            raise ValueError(f"--concurrency is a number of streams >= 1; got {self.concurrency}")
+        if self.concurrency > 1 and self.model is not None:
+            raise ValueError(
+                "--concurrency runs streams at once against a server (--policy) or a baseline; a local --model "
+                "steps one stream per process: serve it ('evostreaming serve') and use --policy realtime:..., or "
+                "run several processes with 'accelerate launch' (docs/scale.md)"
+            )
         if self.benchmark not in BENCHMARKS:
             raise ValueError(f"--benchmark {self.benchmark!r}: use one of {', '.join(BENCHMARKS.names())}")
         if self.baseline is not None and self.baseline not in BASELINES:
@@ -84,7 +96,9 @@ class EvalRunConfig:
         from evostreaming.models.loading import weights_fingerprint
         from evostreaming.models.specs import parse_spec
 
-        ident = {k: v for k, v in asdict(self).items() if k not in ("judge", "max_failures", "device", "device_map")}
+        skip = ("judge", "max_failures", "device", "device_map", "concurrency")  # none changes a trajectory
+        ident = {k: v for k, v in asdict(self).items() if k not in skip}
+        ident["policy"] = redact(self.policy)
         ident["dtype"], ident["attn"] = self.placement().describe()["dtype"], self.placement().describe()["attn"]
         samples_file = Path(self.data) / "samples.jsonl"  # a folder's samples, not its videos
         ident["data_sha256"] = file_digest(samples_file if samples_file.is_file() else self.data)
@@ -166,15 +180,16 @@ def _run_shard(
     if cfg.baseline:
         policy = make_baseline(cfg.baseline)
     elif cfg.policy:
-        from evostreaming.eval.policies import OpenAIPolicy
+        from evostreaming.eval.remote import RemoteSettings, make_remote_policy
 
-        marker = DEFAULT_SILENCE_MARKER
-        policy = OpenAIPolicy(
-            cfg.policy[len("openai:") :],
+        settings = RemoteSettings(
             system_prompt=DEFAULT_SYSTEM_PROMPT,
-            marker=marker,
+            marker=DEFAULT_SILENCE_MARKER,
             max_new_tokens=cfg.max_new_tokens,
+            visual_tokens_per_frame=cfg.visual_tokens_per_frame,
         )
+        policy = make_remote_policy(cfg.policy, settings)
+        policy.check()  # a server that is down or refuses stops the run now, not stream by stream
     else:
         from evostreaming.models import load_model
         from evostreaming.stream.memory import MemoryPolicy
@@ -198,6 +213,7 @@ def _run_shard(
         policy = SessionPolicy(loaded, config_for)
     cap = cfg.max_failures if cfg.max_failures is not None else max(3, math.ceil(0.05 * len(samples)))
     info = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    info["policy"] = redact(cfg.policy)
     info["placement"] = cfg.placement().describe()
     info["processes"], info["n_samples"] = world, total
     # the protocol's parameters the paper does not publish, named here (docs/realstreameval.md)
@@ -208,7 +224,7 @@ def _run_shard(
         "silence_marker": DEFAULT_SILENCE_MARKER,
         "system_prompt": DEFAULT_SYSTEM_PROMPT if cfg.model else None,
         "turn_format": asdict(policy.loaded.adapter.turns) if cfg.model and policy.loaded.adapter.turns else None,
-        "remote_policy": cfg.policy,
+        "remote_policy": redact(cfg.policy),
     }
     file = TRAJECTORIES if world == 1 else f"trajectories.rank{rank}.jsonl"
     run_protocol(
@@ -220,4 +236,5 @@ def _run_shard(
         run_info=info if rank == 0 else None,
         max_failures=cap,
         file=file,
+        concurrency=cfg.concurrency,
     )

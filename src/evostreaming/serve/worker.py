@@ -167,6 +167,13 @@ class InferenceWorker(threading.Thread):
             text = s.tokenizer.decode(ids, skip_special_tokens=True).strip()
             sess.stats["responses"] += 1
             sess.emit(
-                {"type": "response.done", "response_id": response_id, "seq": job.seq, "time": job.time, "text": text}
+                {
+                    "type": "response.done",
+                    "response_id": response_id,
+                    "seq": job.seq,
+                    "time": job.time,
+                    "text": text,
+                    "tokens": len(ids),
+                }
             )
         s.enforce_memory()

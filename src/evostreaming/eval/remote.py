@@ -1,0 +1,276 @@
+"""Policies that drive a model behind a server: ``--policy SCHEME:ARGS`` on ``eval run``.
+
+* ``openai:URL,model=NAME``: any OpenAI-compatible chat server (vLLM, SGLang, ``evostreaming serve``);
+  every step re-sends the whole causal history, never editing its prefix (prefix caches stay valid).
+* ``realtime:WS_URL``: our own realtime server (``evostreaming serve``); one evaluation stream is one
+  WebSocket session, stepped in lockstep (send a frame, wait for its decision and reply).
+
+Each scheme is one registry entry; ``eval run --concurrency N`` runs N streams at once, each with its
+own copy of the policy (``fork``) and so its own history or connection. An API key comes from
+``api_key=KEY`` in the spec or the ``EVOSTREAMING_API_KEY`` variable (kept out of the process list).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PIL import Image
+
+from evostreaming.eval.policies import Policy, PolicyStep
+from evostreaming.eval.schema import Sample
+from evostreaming.utils.errors import UserError
+from evostreaming.utils.registry import Registry
+
+FORMS = "openai:URL,model=NAME (vLLM, SGLang, evostreaming serve) or realtime:ws://HOST:PORT/v1/realtime"
+
+
+@dataclass(frozen=True)
+class RemoteSettings:
+    """What every remote policy is told by ``eval run`` (the server holds the rest)."""
+
+    system_prompt: str
+    marker: str
+    max_new_tokens: int = 48
+    visual_tokens_per_frame: int | None = None
+
+
+REMOTE_POLICIES: Registry[Callable[[str, RemoteSettings], Policy]] = Registry("remote policy", hint=FORMS)
+
+
+def split_spec(spec: str) -> tuple[str, str, dict[str, str]]:
+    """``scheme:URL,key=value,...`` -> (scheme, URL, options)."""
+    scheme, _, rest = spec.partition(":")
+    url, _, tail = rest.partition(",")
+    opts = dict(p.split("=", 1) for p in tail.split(",") if "=" in p)
+    return scheme, url, opts
+
+
+def redact(spec: str | None) -> str | None:
+    """The spec as files record it: an ``api_key=`` value never reaches run.json or the job identity."""
+    return re.sub(r"(api_key=)[^,]*", r"\1***", spec) if spec else spec
+
+
+def check_remote_spec(spec: str) -> None:
+    """A clear error for a malformed ``--policy`` before anything runs."""
+    scheme, url, opts = split_spec(spec)
+    if scheme not in REMOTE_POLICIES:
+        raise ValueError(f"--policy {spec!r}: use {FORMS}")
+    if scheme == "openai" and (not url.startswith(("http://", "https://")) or "model" not in opts):
+        raise ValueError(
+            f"--policy {spec!r}: use openai:URL,model=NAME (e.g. openai:http://127.0.0.1:8000/v1,model=pocket)"
+        )
+    if scheme == "realtime" and not url.startswith(("ws://", "wss://")):
+        raise ValueError(f"--policy {spec!r}: use realtime:ws://HOST:PORT/v1/realtime (wss:// through TLS)")
+
+
+def make_remote_policy(spec: str, settings: RemoteSettings) -> Policy:
+    check_remote_spec(spec)
+    scheme, _, _ = split_spec(spec)
+    return REMOTE_POLICIES.get(scheme)(spec, settings)
+
+
+def _api_key(opts: dict[str, str]) -> str | None:
+    return opts.get("api_key") or os.environ.get("EVOSTREAMING_API_KEY") or None
+
+
+class RemoteUnavailable(UserError, RuntimeError):
+    """The server does not answer before the run: it stops at once with the cause (exit 2)."""
+
+
+class OpenAIPolicy(Policy):
+    """A model behind an OpenAI-compatible chat server.
+
+    At each step one request carries the whole causal history: the system prompt, every earlier user
+    turn (its frame as a PNG data URL, and its text) and the model's own earlier replies, the silence
+    marker included. The prefix is never edited, so a server's prefix cache stays valid and each step
+    pays only for the new frame. The step is silent when the first generated token is the marker
+    (from the returned log-probabilities) or, without them, when the reply starts with the marker.
+    """
+
+    needs_frames = True
+
+    def __init__(self, spec: str, settings: RemoteSettings):
+        from evostreaming.utils.openai_client import ChatClient
+
+        _, url, opts = split_spec(spec)
+        self.client = ChatClient(url, opts["model"], api_key=_api_key(opts))  # thread-safe: shared by forks
+        self.name = f"openai:{opts['model']}"
+        self.system = settings.system_prompt.replace("{marker}", settings.marker)
+        self.marker, self.max_new_tokens = settings.marker, settings.max_new_tokens
+
+    def check(self) -> None:
+        from evostreaming.utils.openai_client import RemoteError
+
+        try:
+            self.client.complete([{"role": "user", "content": "Reply with 1."}], max_tokens=1, temperature=0.0)
+        except RemoteError as exc:
+            raise RemoteUnavailable(f"--policy {self.name}: the server does not answer: {exc}") from None
+
+    def reset(self, sample: Sample) -> None:
+        self.messages: list[dict] = [{"role": "system", "content": self.system}]
+
+    def step(self, k, time, frame, user_text):
+        from evostreaming.utils.openai_client import image_data_url
+
+        content = [{"type": "image_url", "image_url": {"url": image_data_url(frame)}}]
+        if user_text:
+            content.append({"type": "text", "text": user_text})
+        self.messages.append({"role": "user", "content": content})
+        text, first = self.client.complete(
+            self.messages, max_tokens=self.max_new_tokens, temperature=0.0, logprobs=True, top_logprobs=5
+        )
+        # a one-token marker: the top first token decides; otherwise (or without log-probabilities) the text
+        silent = text.strip().startswith(self.marker) or bool(first and first[0]["token"] == self.marker)
+        reply = self.marker if silent else text
+        self.messages.append({"role": "assistant", "content": reply})
+        return PolicyStep("silent") if silent else PolicyStep("respond", text, len(text.split()))
+
+
+class RealtimeError(RuntimeError):
+    """The realtime server refused or failed a step (the sample is recorded as failed, with this)."""
+
+
+class RealtimePolicy(Policy):
+    """Our realtime server, one WebSocket session per evaluation stream, in lockstep.
+
+    Each step sends the user text (``conversation.item.create``, bound by the server to the next frame),
+    then the frame as a lossless PNG with its step number and media time, and waits for that frame's
+    ``frame.decision`` and, when it responds, its streamed reply up to ``response.done``. The server's
+    own session does the streaming (its KV cache, its silence decision), so the trajectory is the one a
+    live user of that server would get. Frames are paced to the server's advertised ``max_fps``: start
+    the server for evaluation with a high ``--max-fps`` and ``--max-sessions`` at least the concurrency.
+    A dropped frame or an error fails the sample with the server's reason.
+    """
+
+    needs_frames = True
+
+    def __init__(self, spec: str, settings: RemoteSettings, *, timeout_s: float = 600.0):
+        _, url, opts = split_spec(spec)
+        self.url, self.api_key, self.timeout_s = url, _api_key(opts), timeout_s
+        self.settings = settings
+        self.name = "realtime:" + url
+        self.ws = None
+        self.limits: dict = {}
+        self._last_sent = 0.0
+
+    def fork(self) -> RealtimePolicy:
+        twin = copy.copy(self)
+        twin.ws = None  # a connection of its own
+        return twin
+
+    # -- the connection ----------------------------------------------------------------------
+    def _recv(self) -> dict:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            return json.loads(self.ws.recv(timeout=self.timeout_s))
+        except TimeoutError:
+            raise RealtimeError(f"{self.url}: no event for {self.timeout_s:.0f} s") from None
+        except ConnectionClosed as exc:
+            raise RealtimeError(f"{self.url}: the server closed the session ({exc.rcvd or exc})") from None
+
+    def _send(self, event: dict) -> None:
+        self.ws.send(json.dumps(event))
+
+    def reset(self, sample: Sample) -> None:
+        from websockets.exceptions import InvalidHandshake, InvalidStatus
+        from websockets.sync.client import connect
+
+        from evostreaming.serve.protocol import AUTH_PREFIX, PROTOCOL
+
+        self.end()
+        protocols = [PROTOCOL] + ([AUTH_PREFIX + self.api_key] if self.api_key else [])
+        try:
+            self.ws = connect(self.url, subprotocols=protocols, open_timeout=30, max_size=None)
+        except InvalidStatus as exc:
+            code = exc.response.status_code
+            hint = " (wrong or missing API key: api_key=KEY or EVOSTREAMING_API_KEY)" if code in (401, 403) else ""
+            raise RealtimeError(f"{self.url}: refused with HTTP {code}{hint}") from None
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            raise RealtimeError(f"{self.url}: cannot connect ({exc}); is 'evostreaming serve' running?") from None
+        first = self._recv()
+        if first.get("type") != "session.created":
+            raise RealtimeError(f"{self.url}: {first.get('message', first)}")
+        self.limits = first.get("limits", {})
+        max_fps = float(self.limits.get("max_fps", sample.fps))
+        update: dict = {"fps": min(sample.fps, max_fps), "system_prompt": self.settings.system_prompt}
+        if self.settings.visual_tokens_per_frame:
+            update["visual_tokens_per_frame"] = self.settings.visual_tokens_per_frame
+        self._send({"type": "session.update", "session": update})
+        self._until(lambda e: e.get("type") == "session.updated")
+        self._last_sent = 0.0
+
+    def check(self) -> None:
+        probe = Sample.model_construct(fps=0.5)  # only its fps is read when a session opens
+        try:
+            self.reset(probe)
+        except RealtimeError as exc:
+            raise RemoteUnavailable(f"--policy {self.name}: the server does not answer: {exc}") from None
+        finally:
+            self.end()
+
+    def _until(self, done: Callable[[dict], bool]) -> dict:
+        while True:
+            event = self._recv()
+            if event.get("type") == "error":
+                raise RealtimeError(f"{self.url}: {event.get('code')}: {event.get('message')}")
+            if done(event):
+                return event
+
+    def _frame_bytes(self, frame) -> bytes:
+        image = frame if isinstance(frame, Image.Image) else Image.fromarray(frame)
+        buf = io.BytesIO()
+        image.convert("RGB").save(buf, format="PNG")  # lossless: the server sees the frame we read
+        data = buf.getvalue()
+        cap = int(self.limits.get("max_frame_bytes", len(data)))
+        if len(data) > cap:  # a large frame: the best JPEG under the server's cap
+            for quality in (95, 85, 75):
+                buf = io.BytesIO()
+                image.convert("RGB").save(buf, format="JPEG", quality=quality)
+                if len(buf.getvalue()) <= cap:
+                    return buf.getvalue()
+            raise RealtimeError(f"a frame of {image.size[0]}x{image.size[1]} is over the server's {cap} bytes")
+        return data
+
+    def step(self, k, time_s, frame, user_text):
+        from evostreaming.serve.protocol import pack_frame
+
+        if user_text:
+            item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": user_text}]}
+            self._send({"type": "conversation.item.create", "item": item})
+        data = self._frame_bytes(frame)
+        gap = 1.0 / float(self.limits.get("max_fps", 1e9))
+        wait = self._last_sent + gap - time.monotonic()
+        if wait > 0:  # the server drops frames that come faster than its max_fps
+            time.sleep(wait)
+        self.ws.send(pack_frame(k, float(time_s), data))
+        self._last_sent = time.monotonic()
+        event = self._until(lambda e: e.get("seq") == k and e.get("type") in ("frame.decision", "frame.dropped"))
+        if event["type"] == "frame.dropped":
+            raise RealtimeError(f"the server dropped frame {k} ({event.get('reason')}: {event.get('message')})")
+        if event["action"] == "silent":
+            return PolicyStep("silent")
+        done = self._until(lambda e: e.get("type") == "response.done" and e.get("seq") == k)
+        text = done.get("text", "")
+        return PolicyStep("respond", text, int(done.get("tokens", len(text.split()))))
+
+    def end(self) -> None:
+        if self.ws is None:
+            return
+        ws, self.ws = self.ws, None
+        try:
+            ws.send(json.dumps({"type": "session.close"}))
+        except Exception:  # noqa: BLE001 - closing a connection that may already be gone
+            pass
+        ws.close()
+
+
+REMOTE_POLICIES.register("openai", OpenAIPolicy)
+REMOTE_POLICIES.register("realtime", RealtimePolicy)
