@@ -207,24 +207,28 @@ def test_the_pages_file_tab_streams_a_local_video(server, tmp_path):
 
 
 def test_the_demo_adapter_served_stays_silent_before_the_event_and_answers_after(tmp_path):
-    """With `make demo`'s round-1 adapter (runs/demo, or EVOSTREAMING_DEMO_DIR): a held-out ShapesWorld
-    stream whose square appears at 16 s, asked at 0 s. Skips where the demo has not been run."""
+    """`evostreaming serve pocket --adapter <make demo's round-1 adapter>` (the copy in tests/data, or
+    EVOSTREAMING_DEMO_DIR's): on a held-out ShapesWorld stream of the demo's benchmark whose event comes
+    after 8 s, asked at 0 s, the assistant stays silent until the event and answers soon after it."""
     import os
 
-    demo = Path(os.environ.get("EVOSTREAMING_DEMO_DIR", Path(__file__).resolve().parents[1] / "runs" / "demo"))
-    adapter = demo / "evolve" / "round-1" / "adapter"
-    bench = demo / "bench" / "samples.jsonl"
-    if not (adapter / "adapter_config.json").exists() or not bench.exists():
-        pytest.skip(f"no demo adapter at {adapter}: run `make demo` first (or set EVOSTREAMING_DEMO_DIR)")
+    from evostreaming.world.bench import make_bench
+
+    demo = os.environ.get("EVOSTREAMING_DEMO_DIR")
+    if demo:
+        adapter = Path(demo) / "evolve" / "round-1" / "adapter"
+    else:
+        adapter = Path(__file__).resolve().parent / "data" / "demo_round1_adapter"
+    assert (adapter / "adapter_config.json").exists(), f"no adapter at {adapter}"
     import asyncio
 
     from evostreaming.video.sources import open_source
 
+    samples = make_bench(0, 4, tmp_path / "bench")  # the first streams of the demo's held-out benchmark (seed 0)
     sample = next(
-        s
-        for s in map(json.loads, bench.read_text().splitlines())
-        if s["regime"] == "FAR" and len(s["answers"]) == 1 and s["answers"][0]["time"] >= 8
+        s.model_dump() for s in samples if s.regime == "FAR" and len(s.answers) == 1 and s.answers[0].time >= 8
     )
+    bench = tmp_path / "bench" / "samples.jsonl"
     port = _free_port()
     cmd = [sys.executable, "-m", "evostreaming.cli", "serve", "pocket", "--adapter", str(adapter), "--port", str(port)]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
