@@ -71,6 +71,29 @@ def test_the_python_client_gets_one_decision_per_frame_and_streamed_replies(serv
     assert events[-1]["type"] == "session.stats" and events[-1]["decisions"] == len(decisions)
 
 
+def test_a_source_that_blocks_for_its_next_frame_does_not_stall_the_client(server):
+    """Like a camera waiting for its next frame, the source's second read blocks until the client has
+    received the first frame's decision: possible only if reads run off the event loop's thread (in
+    the loop, the wait would starve the very reader that sets it, and time out)."""
+    import asyncio
+
+    first_decided = threading.Event()
+    clip = _clip(3)
+
+    def camera():
+        yield clip[0]
+        if not first_decided.wait(timeout=60):
+            raise AssertionError("the client received nothing while the source was blocked")
+        yield from clip[1:]
+
+    def seen(event):
+        if event["type"] == "frame.decision" and event["seq"] == 0:
+            first_decided.set()
+
+    events = asyncio.run(stream_frames(f"ws://{server}/v1/realtime", camera(), realtime=False, on_event=seen))
+    assert sorted(e["seq"] for e in events if e["type"] in ("frame.decision", "frame.dropped")) == [0, 1, 2]
+
+
 def test_connect_prints_the_responses(server, tmp_path):
     from evostreaming.video.writer import write_mp4
 

@@ -120,7 +120,12 @@ async def stream_frames(
         loop = asyncio.get_running_loop()
         start = loop.time()
         last_sent = -1e9
-        for seq, frame in enumerate(frames):
+        source = iter(frames)
+        seq = -1
+        # each read in a worker thread: a camera or RTSP source that blocks for its next frame must not
+        # stall the event loop, which meanwhile receives the server's decisions and replies
+        while (frame := await asyncio.to_thread(next, source, None)) is not None:
+            seq += 1
             for t in [t for t in pending if t <= frame.time]:
                 await client.ask(pending.pop(t))
             if realtime:  # the stream's own pace, and never faster than the session's fps
