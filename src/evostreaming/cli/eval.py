@@ -132,7 +132,9 @@ def eval_report(
 PROJECTIONS_REFUSED = {
     "ovo": "OVO-Bench's own protocol scores offline prediction files (use 'eval score-ovo' on them); a streaming "
     "trajectory holds no per-probe offline predictions",
-    "proactivevideoqa": "ProactiveVideoQA's PAUC is not implemented yet (its definition has to come from the paper)",
+    "proactivevideoqa": "ProactiveVideoQA's PAUC (introduced by ProactiveBench, arXiv 2507.09313) is not implemented: "
+    "its exact definition and reference code are not available offline here, and a guessed variant would not be "
+    "comparable; the RealStreamEval score of the same log is 'eval report DIR'",
 }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import math
 import os
 import re
 import time
@@ -39,6 +40,7 @@ class RemoteSettings:
     marker: str
     max_new_tokens: int = 48
     visual_tokens_per_frame: int | None = None
+    memory_window_s: float = 0.0  # bounded memory, seconds of frames (0 = unbounded)
 
 
 REMOTE_POLICIES: Registry[Callable[[str, RemoteSettings], Policy]] = Registry("remote policy", hint=FORMS)
@@ -76,6 +78,21 @@ def make_remote_policy(spec: str, settings: RemoteSettings) -> Policy:
     return REMOTE_POLICIES.get(scheme)(spec, settings)
 
 
+def trim_history(messages: list[dict], window: int, block: int) -> int:
+    """Bounded memory for a re-sent history: when more than ``window`` user turns (one frame each) are
+    held, drop the oldest whole turns (a user turn with the reply that followed it) down to
+    ``window - block + 1``. Dropping edits the prefix, so the server's prefix cache misses once for the
+    whole remaining history; dropping ``block`` turns at a time pays that miss once every ``block``
+    steps instead of at every step. ``messages`` is [system, user, assistant, ..., user]; returns the
+    number of turns dropped."""
+    users = sum(1 for m in messages if m["role"] == "user")
+    if users <= window:
+        return 0
+    drop = users - window + block - 1
+    del messages[1 : 1 + 2 * drop]
+    return drop
+
+
 def _api_key(opts: dict[str, str]) -> str | None:
     return opts.get("api_key") or os.environ.get("EVOSTREAMING_API_KEY") or None
 
@@ -104,6 +121,7 @@ class OpenAIPolicy(Policy):
         self.name = f"openai:{opts['model']}"
         self.system = settings.system_prompt.replace("{marker}", settings.marker)
         self.marker, self.max_new_tokens = settings.marker, settings.max_new_tokens
+        self.memory_window_s = settings.memory_window_s
 
     def check(self) -> None:
         from evostreaming.utils.openai_client import RemoteError
@@ -115,6 +133,9 @@ class OpenAIPolicy(Policy):
 
     def reset(self, sample: Sample) -> None:
         self.messages: list[dict] = [{"role": "system", "content": self.system}]
+        self.window = math.ceil(self.memory_window_s * sample.fps) if self.memory_window_s > 0 else None
+        self.block = max(1, (self.window or 0) // 4)
+        self.prefix_misses = 0  # steps whose request edited the prefix (bounded memory's drops)
 
     def step(self, k, time, frame, user_text):
         from evostreaming.utils.openai_client import image_data_url
@@ -123,14 +144,21 @@ class OpenAIPolicy(Policy):
         if user_text:
             content.append({"type": "text", "text": user_text})
         self.messages.append({"role": "user", "content": content})
-        text, first = self.client.complete(
+        if self.window and trim_history(self.messages, self.window, self.block):
+            self.prefix_misses += 1
+        done = self.client.completion(
             self.messages, max_tokens=self.max_new_tokens, temperature=0.0, logprobs=True, top_logprobs=5
         )
+        text, first = done.text, done.first
         # a one-token marker: the top first token decides; otherwise (or without log-probabilities) the text
         silent = text.strip().startswith(self.marker) or bool(first and first[0]["token"] == self.marker)
         reply = self.marker if silent else text
         self.messages.append({"role": "assistant", "content": reply})
-        return PolicyStep("silent") if silent else PolicyStep("respond", text, len(text.split()))
+        if silent:
+            return PolicyStep("silent")
+        # the reply's length in model tokens as the server counts it (usage); words when it does not say
+        tokens = done.reply_tokens if done.reply_tokens is not None else len(text.split())
+        return PolicyStep("respond", text, tokens)
 
 
 class RealtimeError(RuntimeError):
@@ -199,6 +227,13 @@ class RealtimePolicy(Policy):
         if first.get("type") != "session.created":
             raise RealtimeError(f"{self.url}: {first.get('message', first)}")
         self.limits = first.get("limits", {})
+        served = float(self.limits.get("memory_window_s", self.settings.memory_window_s))
+        if served != self.settings.memory_window_s:  # the server's sessions bound memory, not this client
+            raise RealtimeError(
+                f"{self.url}: the server keeps {served:g} s of frames per session but this run asks "
+                f"--memory-window {self.settings.memory_window_s:g}; start it with 'evostreaming serve ... "
+                f"--memory-window {self.settings.memory_window_s:g}' (0 = unbounded)"
+            )
         max_fps = float(self.limits.get("max_fps", sample.fps))
         update: dict = {"fps": min(sample.fps, max_fps), "system_prompt": self.settings.system_prompt}
         if self.settings.visual_tokens_per_frame:
@@ -212,7 +247,7 @@ class RealtimePolicy(Policy):
         try:
             self.reset(probe)
         except RealtimeError as exc:
-            raise RemoteUnavailable(f"--policy {self.name}: the server does not answer: {exc}") from None
+            raise RemoteUnavailable(f"--policy {self.name}: {exc}") from None
         finally:
             self.end()
 

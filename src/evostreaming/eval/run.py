@@ -187,6 +187,7 @@ def _run_shard(
             marker=DEFAULT_SILENCE_MARKER,
             max_new_tokens=cfg.max_new_tokens,
             visual_tokens_per_frame=cfg.visual_tokens_per_frame,
+            memory_window_s=cfg.memory_window,
         )
         policy = make_remote_policy(cfg.policy, settings)
         policy.check()  # a server that is down or refuses stops the run now, not stream by stream

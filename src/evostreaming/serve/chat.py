@@ -66,6 +66,9 @@ def chat_completion(loaded, body: dict, model_name: str) -> dict:
         **enc, max_new_tokens=max_tokens, do_sample=False, output_scores=True, return_dict_in_generate=True
     )
     new = out.sequences[0, enc["input_ids"].shape[1] :]
+    ends = model.generation_config.eos_token_id
+    ends = set(ends if isinstance(ends, list) else [] if ends is None else [ends])
+    stopped = new.shape[0] > 0 and int(new[-1]) in ends  # else it ran to max_tokens: "length"
     text = proc.tokenizer.decode(new, skip_special_tokens=True).strip()
     logprobs = None
     if top and out.scores:
@@ -84,7 +87,7 @@ def chat_completion(loaded, body: dict, model_name: str) -> dict:
                 "index": 0,
                 "message": {"role": "assistant", "content": text},
                 "logprobs": logprobs,
-                "finish_reason": "stop",
+                "finish_reason": "stop" if stopped or new.shape[0] < max_tokens else "length",
             }
         ],
         "usage": {"prompt_tokens": int(enc["input_ids"].shape[1]), "completion_tokens": int(new.shape[0])},

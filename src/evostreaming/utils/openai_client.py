@@ -17,6 +17,13 @@ from PIL import Image
 from evostreaming.utils.errors import UserError
 
 
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    first: list[dict] | None  # the first token's top alternatives, when asked for and returned
+    reply_tokens: int | None  # the reply's length in tokens (usage), without an end-of-turn token
+
+
 class RemoteError(UserError, RuntimeError):
     pass
 
@@ -63,6 +70,11 @@ class ChatClient:
     def complete(self, messages: list[dict], **params) -> tuple[str, list[dict] | None]:
         """The text and, when asked with ``logprobs=True, top_logprobs=K`` and the server returns them,
         the first generated token's top alternatives as ``[{"token", "logprob"}, ...]``."""
+        done = self.completion(messages, **params)
+        return done.text, done.first
+
+    def completion(self, messages: list[dict], **params) -> Completion:
+        """``complete`` with the reply's length in tokens, when the server reports it."""
         import openai
 
         url = f"{self.base_url}/chat/completions"
@@ -87,7 +99,10 @@ class ChatClient:
         content = getattr(getattr(choice, "logprobs", None), "content", None)
         if content:
             first = [{"token": t.token, "logprob": t.logprob} for t in (content[0].top_logprobs or [])]
-        return text, first
+        tokens = getattr(getattr(resp, "usage", None), "completion_tokens", None)
+        if tokens is not None and choice.finish_reason == "stop":
+            tokens = max(0, tokens - 1)  # the end-of-turn token that stopped it is counted, not part of the reply
+        return Completion(text, first, tokens)
 
     def chat_many(self, conversations: list[list[dict]], params: list[dict]) -> list[str]:
         """``chat`` for each conversation, at most ``concurrency`` in flight; results in order."""
