@@ -115,6 +115,7 @@ def test_a_registry_refuses_two_entries_under_one_name():
 
 def test_the_builtin_extension_points_are_registered():
     from evostreaming.eval import BASELINES, BENCHMARKS, JUDGES
+    from evostreaming.eval.remote import REMOTE_POLICIES
     from evostreaming.models import FAMILIES, SCHEMES
 
     assert FAMILIES.names() == [
@@ -138,6 +139,7 @@ def test_the_builtin_extension_points_are_registered():
     assert BENCHMARKS.names() == ["jsonl", "ovo", "proactivevideoqa", "streamingbench"]
     assert JUDGES.names() == ["embedding", "openai", "rule"]
     assert BASELINES.names() == ["always-respond", "always-silent", "oracle"]
+    assert REMOTE_POLICIES.names() == ["openai", "realtime"]
 
 
 def test_eval_run_help_lists_the_registered_benchmarks_and_baselines():

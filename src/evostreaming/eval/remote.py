@@ -152,13 +152,13 @@ class OpenAIPolicy(Policy):
         text, first = done.text, done.first
         # a one-token marker: the top first token decides; otherwise (or without log-probabilities) the text
         silent = text.strip().startswith(self.marker) or bool(first and first[0]["token"] == self.marker)
-        reply = self.marker if silent else text
+        reply = self.marker if silent else text  # as generated: the next request re-tokenizes it
         self.messages.append({"role": "assistant", "content": reply})
         if silent:
             return PolicyStep("silent")
         # the reply's length in model tokens as the server counts it (usage); words when it does not say
         tokens = done.reply_tokens if done.reply_tokens is not None else len(text.split())
-        return PolicyStep("respond", text, tokens)
+        return PolicyStep("respond", text.strip(), tokens)
 
 
 class RealtimeError(RuntimeError):

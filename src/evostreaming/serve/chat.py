@@ -69,7 +69,9 @@ def chat_completion(loaded, body: dict, model_name: str) -> dict:
     ends = model.generation_config.eos_token_id
     ends = set(ends if isinstance(ends, list) else [] if ends is None else [ends])
     stopped = new.shape[0] > 0 and int(new[-1]) in ends  # else it ran to max_tokens: "length"
-    text = proc.tokenizer.decode(new, skip_special_tokens=True).strip()
+    # not stripped (as vLLM): a client that sends the reply back re-tokenizes what the model generated,
+    # e.g. a leading " right" stays one token instead of becoming "ri" + "ght"
+    text = proc.tokenizer.decode(new, skip_special_tokens=True)
     logprobs = None
     if top and out.scores:
         lp = torch.log_softmax(out.scores[0][0].float(), dim=-1)
