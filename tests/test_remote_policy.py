@@ -3,6 +3,7 @@ here), and `--policy realtime:...` against its WebSocket: on the pocket model ea
 as the local streaming session on >= 99% of the steps of a ShapesWorld benchmark, and scores within 1
 point; `--concurrency` runs streams at once and resumes."""
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -194,3 +195,19 @@ def test_bounded_memory_for_a_resent_history_drops_whole_old_turns_in_blocks():
     assert [m["content"] for m in messages if m["role"] == "user"] == [f"frame {k}" for k in range(2, 9)]
     assert [m["content"] for m in messages[1:3]] == ["frame 2", "reply 2"]  # pairs stay whole
     assert messages[-1] == {"role": "user", "content": "frame 8"}  # the current frame is kept
+
+
+def test_a_full_server_fails_a_stream_with_the_way_out(server):
+    """With the server's 4 sessions held, a stream's session is refused; the reason says what to change."""
+    from websockets.sync.client import connect
+
+    from evostreaming.eval.remote import RealtimeError, RemoteSettings, make_remote_policy
+    from evostreaming.eval.schema import Sample
+
+    url = f"ws://127.0.0.1:{server}/v1/realtime"
+    with contextlib.ExitStack() as stack:
+        held = [stack.enter_context(connect(url, subprotocols=["evostreaming.v1"])) for _ in range(4)]
+        assert all(json.loads(ws.recv(timeout=60))["type"] == "session.created" for ws in held)
+        policy = make_remote_policy(f"realtime:{url}", RemoteSettings(system_prompt="s", marker="<silent>"))
+        with pytest.raises(RealtimeError, match="server full.*--concurrency.*--max-sessions"):
+            policy.reset(Sample.model_construct(fps=0.5))

@@ -12,6 +12,7 @@ own copy of the policy (``fork``) and so its own history or connection. An API k
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
@@ -216,7 +217,10 @@ class RealtimePolicy(Policy):
         self.end()
         protocols = [PROTOCOL] + ([AUTH_PREFIX + self.api_key] if self.api_key else [])
         try:
-            self.ws = connect(self.url, subprotocols=protocols, open_timeout=30, max_size=None)
+            # entered as a context manager (websockets >= 17.1 warns otherwise); end() leaves it
+            self._held = contextlib.ExitStack()
+            opened = connect(self.url, subprotocols=protocols, open_timeout=30, max_size=None)
+            self.ws = self._held.enter_context(opened)
         except InvalidStatus as exc:
             code = exc.response.status_code
             hint = " (wrong or missing API key: api_key=KEY or EVOSTREAMING_API_KEY)" if code in (401, 403) else ""
@@ -225,7 +229,10 @@ class RealtimePolicy(Policy):
             raise RealtimeError(f"{self.url}: cannot connect ({exc}); is 'evostreaming serve' running?") from None
         first = self._recv()
         if first.get("type") != "session.created":
-            raise RealtimeError(f"{self.url}: {first.get('message', first)}")
+            hint = ""
+            if first.get("code") == "server_full":
+                hint = "; lower --concurrency or start the server with a higher --max-sessions"
+            raise RealtimeError(f"{self.url}: {first.get('message', first)}{hint}")
         self.limits = first.get("limits", {})
         served = float(self.limits.get("memory_window_s", self.settings.memory_window_s))
         if served != self.settings.memory_window_s:  # the server's sessions bound memory, not this client
@@ -304,7 +311,7 @@ class RealtimePolicy(Policy):
             ws.send(json.dumps({"type": "session.close"}))
         except Exception:  # noqa: BLE001 - closing a connection that may already be gone
             pass
-        ws.close()
+        self._held.close()
 
 
 REMOTE_POLICIES.register("openai", OpenAIPolicy)
