@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import torch
 from typer.testing import CliRunner
 
 from conftest import one_row_lora_data
@@ -106,6 +107,11 @@ def test_evolve_server_flags_are_checked_before_any_work(tmp_path):
     assert res.exit_code != 0 and "--replay-annotations must be in [0, 1]" in res.output
     res = runner.invoke(app, ["demo", "--replay", "1.5", "--output", str(tmp_path / "o")])
     assert res.exit_code != 0 and "--replay must be in [0, 1]" in res.output
+    res = runner.invoke(app, base + ["--dtype", "float8"])
+    assert res.exit_code != 0 and "--dtype 'float8'" in res.output
+    if not torch.cuda.is_available():
+        res = runner.invoke(app, base + ["--device", "cuda"])
+        assert res.exit_code != 0 and "no CUDA device" in res.output
     res = runner.invoke(app, base + ["--ask-at-start", "forward"])
     assert (
         res.exit_code != 0 and "'forward' is not a task type" in res.output and "anticipatory monitoring" in res.output

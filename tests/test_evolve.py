@@ -464,3 +464,33 @@ def test_demo_refuses_to_resume_a_folder_made_with_other_weights_or_settings(tmp
     res = CliRunner().invoke(app, ["demo", "--output", str(out)])
     assert res.exit_code != 0 and "Remove it or pass --output" in res.output
     assert sorted(p.name for p in out.iterdir()) == ["eval-vanilla"]  # nothing was run or written
+
+
+@pytest.mark.slow
+def test_evolve_generates_in_the_precision_asked_for_and_records_it(tmp_path):
+    """`evolve run --dtype bfloat16`: stages 1-4 run the local model in bf16 (round.json records the
+    loaded weights' dtype and device), the round trains its adapter, and bf16 is another job than the
+    float32 default while the device is not part of the job."""
+    import subprocess
+    import sys
+
+    from evostreaming.evolve.pipeline import EvolveConfig, evolve_identity
+
+    args = ["evolve", "run", "--model", "pocket", "--world-seed", "5", "--n-videos", "4", "--n-samples", "4"]
+    args += ["--questions-per-video", "1", "--generation-batch-size", "2", "--epochs", "1", "--dtype", "bfloat16"]
+    res = subprocess.run(
+        [sys.executable, "-m", "evostreaming.cli", *args, "--output", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    info = json.loads((tmp_path / "o" / "round-1" / "round.json").read_text())
+    assert info["generation"] == {"device": "cpu", "dtype": "bfloat16"} and info["config"]["dtype"] == "bfloat16"
+    assert (tmp_path / "o" / "round-1" / "adapter" / "adapter_model.safetensors").exists()
+    pool = world_pool(5, 4)
+
+    def ident(**kw):
+        return evolve_identity("pocket", pool, EvolveConfig(**kw))
+
+    assert ident(dtype="bfloat16") != ident() and ident(device="cpu") == ident()

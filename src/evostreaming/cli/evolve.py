@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from evostreaming.cli.common import App, ModelOpt, OverwriteOpt, config_options, console, err, fail
+from evostreaming.cli.common import App, AttnOpt, DeviceOpt, ModelOpt, OverwriteOpt, config_options, console, err, fail
 from evostreaming.train.config import LoraTrainConfig
 
 app = App(help="EvoStreaming: self-evolution of the interaction policy.", no_args_is_help=True)
@@ -58,6 +58,13 @@ def evolve_run(
     prompts: str | None = typer.Option(
         None, help="stage prompts: a YAML file, 'real' (for real checkpoints) or 'pocket' (the default)"
     ),
+    device: DeviceOpt = "auto",
+    dtype: str = typer.Option(
+        "float32",
+        help="precision of the local model in stages 1-4 (float32, bfloat16, float16, auto); bfloat16 halves a "
+        "GPU's memory and is another job (the stage outputs change)",
+    ),
+    attn: AttnOpt = "auto",
     overwrite: OverwriteOpt = False,
     lora: LoraTrainConfig = None,
 ) -> None:
@@ -86,6 +93,9 @@ def evolve_run(
             replay=replay,
             replay_annotations=replay_annotations,
             prompts_path=prompts,
+            device=device,
+            dtype=dtype,
+            attn=attn,
         )
     except ValueError as exc:
         fail(str(exc))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -31,6 +31,7 @@ from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT
 from evostreaming.train.lora import LoraTrainConfig, train_lora
 from evostreaming.utils.distributed import Ranks, on_rank_zero
 from evostreaming.utils.errors import UserError
+from evostreaming.utils.jobs import write_json
 
 
 @dataclass
@@ -60,6 +61,11 @@ class EvolveConfig:
     # self-replay of the model's own task types, questions and relevance labels (x trajectories),
     # so that the next round's model can still generate and annotate
     replay_annotations: float = 0.0
+    # where the local model generates (stages 1-4) and in what precision; float32 by default so that
+    # the stage outputs do not depend on the device's bf16 kernels (another precision = another job)
+    device: str = "auto"  # auto: this process's GPU when CUDA is present, else the CPU
+    dtype: str = "float32"
+    attn: str = "auto"
 
     def __post_init__(self) -> None:
         self.check()
@@ -82,6 +88,7 @@ class EvolveConfig:
         for tt in self.ask_at_start_types:
             if tt not in known:
                 raise ValueError(f"--ask-at-start {tt!r} is not a task type; use one of: {', '.join(known)}")
+        self.placement("cpu")  # --device, --dtype and --attn are checked here (e.g. cuda without CUDA)
         if self.server_url and not self.server_model:
             raise ValueError("--server needs --server-model: the model name the server serves (see GET /v1/models)")
         if self.server_url and self.rounds > 1 and "{round}" not in self.server_model:
@@ -90,6 +97,12 @@ class EvolveConfig:
                 "module) per round and name it with a {round} placeholder, e.g. --server-model 'evo-r{round}' "
                 f"(got {self.server_model!r})"
             )
+
+    def placement(self, auto_device: str):
+        from evostreaming.models.placement import Placement
+
+        device = auto_device if self.device == "auto" else self.device
+        return Placement(device=device, dtype=self.dtype, attn=self.attn)
 
     def backend(self, round_index: int, loaded) -> LocalBackend | OpenAIBackend:
         if self.server_url:
@@ -114,7 +127,7 @@ def evolve_identity(model_spec: str, pool: list[PoolVideo], cfg: EvolveConfig) -
         "model": model_spec,
         "model_weights": weights_fingerprint(parse_spec(model_spec).folder()),
         "pool": {"videos": len(pool), "sha256": h.hexdigest()},
-        "config": asdict(cfg),
+        "config": {k: v for k, v in asdict(cfg).items() if k != "device"},  # where it runs is not what it makes
     }
 
 
@@ -178,9 +191,15 @@ def run_round(
     if (final_adapter / "adapter_config.json").exists():
         console.print(f"round {round_index}: adapter already trained ({final_adapter}), skipping")
         return final_adapter
-    device = r.local_device("cuda" if torch.cuda.is_available() else "cpu")  # one GPU per process
+    placement = cfg.placement("cuda" if torch.cuda.is_available() else "cpu")
+    placement = replace(placement, device=r.local_device(placement.device))  # one GPU per process
     adapter = str(adapter_dir) if adapter_dir else None
-    loaded = load_model(model_spec, dtype="float32", device=device, adapter_dir=adapter)
+    loaded = load_model(model_spec, placement=placement, adapter_dir=adapter)
+    if r.main:  # what stages 1-4 actually ran on, beside the settings
+        info = json.loads((out / "round.json").read_text())
+        weights = next(loaded.model.parameters())
+        info["generation"] = {"device": str(weights.device), "dtype": str(weights.dtype).replace("torch.", "")}
+        write_json(out / "round.json", info)
     prompts = load_prompts(cfg.prompts_path)
     name = model_spec + (f"+{adapter_dir}" if adapter_dir else "")
     ctx = StageContext(
