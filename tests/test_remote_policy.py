@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -211,3 +212,21 @@ def test_a_full_server_fails_a_stream_with_the_way_out(server):
         policy = make_remote_policy(f"realtime:{url}", RemoteSettings(system_prompt="s", marker="<silent>"))
         with pytest.raises(RealtimeError, match="server full.*--concurrency.*--max-sessions"):
             policy.reset(Sample.model_construct(fps=0.5))
+
+
+def test_two_launched_processes_each_running_two_remote_streams_equal_the_local_run(server, local_run, tmp_path):
+    """`accelerate launch --num_processes 2` (gloo) with `--policy realtime:... --concurrency 2`: each
+    process takes its shard and runs two server sessions at once; rank 0 merges. Same actions and
+    Overall as the local session, every sample once."""
+    root, local, a = local_run
+    accelerate = Path(sys.executable).parent / "accelerate"
+    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(_free_port())]
+    cmd += ["-m", "evostreaming.cli", "eval", "run", "--data", str(root / "bench"), "--output", str(tmp_path / "o")]
+    cmd += ["--timelines", "0", "--policy", f"realtime:ws://127.0.0.1:{server}/v1/realtime", "--concurrency", "2"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "o" / "trajectories.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in rows) == sorted({k[0] for k in a})  # each sample once
+    b = {(r["id"], s["step"]): s["action"] for r in rows for s in r["steps"]}
+    _agrees(local, a, json.loads((tmp_path / "o" / "summary.json").read_text()), b)
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["processes"] == 2
