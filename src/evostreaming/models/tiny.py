@@ -53,6 +53,13 @@ def updated(base: dict, overrides: dict | None) -> dict:
     return {**base, **(overrides or {})}
 
 
+def vision_config(image_size: int, overrides: dict | None = None, **extra) -> dict:
+    """The tiny ViT tower the SigLIP/CLIP-based families share (one layer, 32 wide, 14-pixel patches,
+    ``image_size`` pixels), with the family's ``extra`` keys (e.g. ``model_type``), then the caller's overrides."""
+    base = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=image_size)
+    return updated(dict(**extra, **base, patch_size=14), overrides)
+
+
 def instantiate(family: str, model_cls, config, processor, seed: int) -> TinyModel:
     """The model with weights drawn from ``seed``, paired with its processor."""
     torch.manual_seed(seed)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from evostreaming.models.family import register_standard_family
 from evostreaming.models.templates import chatml
-from evostreaming.models.tiny import TinyModel, instantiate, rope, text_config, updated
+from evostreaming.models.tiny import TinyModel, instantiate, rope, text_config, vision_config
 from evostreaming.models.tokenizer import train_bpe_tokenizer
 
 
@@ -21,18 +21,7 @@ def build_llava(seed: int = 0, *, corpus=None, text_overrides=None, vision_overr
         pad_token="<|endoftext|>",
     )
     text = text_config(tok, rope(), text_overrides, model_type="qwen2")
-    vision = updated(
-        dict(
-            model_type="siglip_vision_model",
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            image_size=28,
-            patch_size=14,
-        ),
-        vision_overrides,
-    )
+    vision = vision_config(28, vision_overrides, model_type="siglip_vision_model")
     config = LlavaConfig(
         text_config=text,
         vision_config=vision,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from evostreaming.models.families.llava_onevision import LlavaOnevisionAdapter
 from evostreaming.models.family import register_family
 from evostreaming.models.templates import chatml
-from evostreaming.models.tiny import TinyModel, instantiate, rope, text_config, updated
+from evostreaming.models.tiny import TinyModel, instantiate, rope, text_config, vision_config
 from evostreaming.models.tokenizer import train_bpe_tokenizer
 
 
@@ -33,18 +33,7 @@ def build_llava_next_video(seed: int = 0, *, corpus=None, text_overrides=None, v
         pad_token="<|endoftext|>",
     )
     text = text_config(tok, rope(), text_overrides, model_type="llama")
-    vision = updated(
-        dict(
-            model_type="clip_vision_model",
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            image_size=28,
-            patch_size=14,
-        ),
-        vision_overrides,
-    )
+    vision = vision_config(28, vision_overrides, model_type="clip_vision_model")
     pinpoints = [[28, 28], [28, 56], [56, 28], [56, 56]]
     config = LlavaNextVideoConfig(
         text_config=text,

@@ -11,7 +11,7 @@ import torch
 from evostreaming.models.adapter import FamilyAdapter
 from evostreaming.models.family import register_family
 from evostreaming.models.templates import chatml
-from evostreaming.models.tiny import TinyModel, instantiate, rope, text_config, updated
+from evostreaming.models.tiny import TinyModel, instantiate, rope, text_config, vision_config
 from evostreaming.models.tokenizer import train_bpe_tokenizer
 
 
@@ -59,18 +59,7 @@ def build_llava_onevision(seed: int = 0, *, corpus=None, text_overrides=None, vi
     tok = train_bpe_tokenizer(LLAVA_SPECIALS, corpus=corpus, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     image_id, video_id = tok.convert_tokens_to_ids("<image>"), tok.convert_tokens_to_ids("<video>")
     text = text_config(tok, rope(), text_overrides, model_type="qwen2")
-    vision = updated(
-        dict(
-            model_type="siglip_vision_model",
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            image_size=28,
-            patch_size=14,
-        ),
-        vision_overrides,
-    )
+    vision = vision_config(28, vision_overrides, model_type="siglip_vision_model")
     pinpoints = [[28, 28], [28, 56], [56, 28], [56, 56]]
     config = LlavaOnevisionConfig(
         text_config=text,

@@ -11,7 +11,7 @@ import torch
 
 from evostreaming.models.adapter import FamilyAdapter
 from evostreaming.models.family import register_family
-from evostreaming.models.tiny import TinyModel, instantiate, rope, text_config, updated
+from evostreaming.models.tiny import TinyModel, instantiate, rope, text_config, vision_config
 from evostreaming.models.tokenizer import train_bpe_tokenizer
 
 
@@ -114,17 +114,7 @@ def build_smolvlm(seed: int = 0, *, corpus=None, text_overrides=None, vision_ove
         pad_token="<|endoftext|>",
     )
     text = text_config(tok, rope(), text_overrides, model_type="llama")
-    vision = updated(
-        dict(
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            image_size=56,
-            patch_size=14,
-        ),
-        vision_overrides,
-    )
+    vision = vision_config(56, vision_overrides)
     config = SmolVLMConfig(
         text_config=text,
         vision_config=vision,

@@ -4,7 +4,7 @@ a Vicuna/Llama LM). A standard family: no adapter code, the turns come from the 
 from __future__ import annotations
 
 from evostreaming.models.family import register_standard_family
-from evostreaming.models.tiny import TinyModel, instantiate, rope, text_config, updated
+from evostreaming.models.tiny import TinyModel, instantiate, rope, text_config, vision_config
 from evostreaming.models.tokenizer import train_bpe_tokenizer
 
 # Video-LLaVA's conversation: "USER: <image>\n... ASSISTANT: reply</s>" (Vicuna style)
@@ -33,18 +33,7 @@ def build_video_llava(seed: int = 0, *, corpus=None, text_overrides=None, vision
         ["<unk>", "<s>", "</s>", "<image>", "<video>"], corpus=corpus, eos_token="</s>", pad_token="<unk>"
     )
     text = text_config(tok, rope(), text_overrides, model_type="llama")
-    vision = updated(
-        dict(
-            model_type="clip_vision_model",
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            image_size=28,
-            patch_size=14,
-        ),
-        vision_overrides,
-    )
+    vision = vision_config(28, vision_overrides, model_type="clip_vision_model")
     config = VideoLlavaConfig(
         text_config=text,
         vision_config=vision,
