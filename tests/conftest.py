@@ -24,6 +24,28 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def chromium_or_skip():
+    """(Debian's chromium, playwright's sync API), or skip saying how to install them."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; `make test` does it as root)")
+    return chromium, pytest.importorskip("playwright.sync_api")
+
+
+def offline_logits(session, model):
+    """One offline forward over everything a ``keep_inputs`` session cached, on the model's device and
+    in its precision: the reference the incremental logits must match."""
+    import torch
+
+    from evostreaming.models.placement import to_model
+
+    ids, mm = session.cached_inputs()
+    with torch.no_grad():
+        return model(**to_model(model, session.adapter.offline_inputs(model, ids, mm))).logits[0].float()
+
+
 def need_shared(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"shared data missing: {path} (see ../shared/README.md)")

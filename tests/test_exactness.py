@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import QWEN_FAMILIES, tiny
+from conftest import QWEN_FAMILIES, offline_logits, tiny
 from evostreaming.models import family_names
 from evostreaming.stream.session import SessionConfig, StreamingSession
 
@@ -14,13 +14,6 @@ def _frames(n, seed=0):
     rng = np.random.default_rng(seed)
     # Varying sizes so image token counts differ between frames.
     return [rng.integers(0, 255, (56 + 14 * (k % 3), 84, 3), dtype=np.uint8) for k in range(n)]
-
-
-def _offline_logits(tm, session):
-    ids, mm = session.cached_inputs()
-    with torch.no_grad():
-        out = tm.model(**session.adapter.offline_inputs(tm.model, ids, mm))
-    return out.logits[0].float()
 
 
 @pytest.mark.parametrize("family", family_names())
@@ -44,7 +37,7 @@ def test_incremental_logits_equal_offline_forward(family):
             actions.append("silent" if d.silent else "respond")
     s.sync()
     assert {"silent", "respond", "forced"} <= set(actions)
-    ref = _offline_logits(tm, s)
+    ref = offline_logits(s, tm.model)
     inc = torch.cat(s.logit_log)
     assert inc.shape == ref.shape  # every cached token's logits were produced incrementally
     assert (inc - ref).abs().max().item() <= 1e-4

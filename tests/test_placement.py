@@ -6,7 +6,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import tiny
+from conftest import offline_logits, tiny
 from evostreaming.cli import app
 from evostreaming.models import load_model
 from evostreaming.models.placement import Placement
@@ -63,11 +63,7 @@ def test_gpu_session_in_bfloat16_matches_one_offline_forward(family):
         s.push_frame(frame, "what changed?" if k == 1 else None)
         s.append_reply("<silent>")
     s.sync()
-    ids, mm = s.cached_inputs()
-    inputs = s.adapter.offline_inputs(model, ids, mm)
-    inputs = {k: v.to("cuda", torch.bfloat16) if v.is_floating_point() else v.to("cuda") for k, v in inputs.items()}
-    with torch.no_grad():
-        ref = model(**inputs).logits[0].float()
+    ref = offline_logits(s, model)
     inc = torch.cat(s.logit_log)
     assert inc.device.type == "cuda" and inc.shape == ref.shape
     assert (inc.softmax(-1) - ref.softmax(-1)).abs().max().item() < 2e-2  # bf16 tolerance on probabilities

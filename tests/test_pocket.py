@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import offline_logits
 from evostreaming.models.pocket import WEIGHTS_DIR, pocket_available
 from evostreaming.world.pocket.train import PocketTrainConfig, train_pocket
 
@@ -128,9 +129,7 @@ def test_pocket_streams_exactly_like_an_offline_forward():
         if not d.silent:
             s.generate_reply(ban_marker_start=d.greedy_silent)
     s.sync()
-    ids, mm = s.cached_inputs()
-    with torch.no_grad():
-        ref = model(**s.adapter.offline_inputs(model, ids, mm)).logits[0].float()
+    ref = offline_logits(s, model)
     assert (torch.cat(s.logit_log) - ref).abs().max().item() <= 1e-4
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText
 
+from conftest import offline_logits
 from evostreaming.models.placement import Placement
 from evostreaming.models.real.build import real_config
 from evostreaming.models.real.table import REAL_CHECKPOINTS
@@ -140,10 +141,9 @@ def test_smallest_twin_streams_frames_exactly():
     s.sync()
     # 64 tokens per 512-pixel frame (SmolVLM2-256M's image_seq_len), three frames cached.
     image_id = processor.tokenizer.convert_tokens_to_ids("<image>")
-    ids, mm = s.cached_inputs()
+    ids, _ = s.cached_inputs()
     assert int((ids == image_id).sum()) == 3 * 64
-    with torch.no_grad():
-        ref = model(**s.adapter.offline_inputs(model, ids, mm)).logits[0].float()
+    ref = offline_logits(s, model)
     inc = torch.cat(s.logit_log)
     assert inc.shape == ref.shape
     assert (inc - ref).abs().max().item() <= 1e-3
@@ -225,11 +225,7 @@ def test_real_size_twin_streams_in_bfloat16_on_a_gpu(checkpoint):
         s.push_frame(rng.integers(0, 255, (448, 448, 3), dtype=np.uint8), "What is happening?" if k == 1 else None)
         s.append_reply("A cat walks in." if k == 1 else "<silent>")
     s.sync()
-    ids, mm = s.cached_inputs()
-    inputs = s.adapter.offline_inputs(model, ids, mm)
-    inputs = {k: v.to("cuda", torch.bfloat16) if v.is_floating_point() else v.to("cuda") for k, v in inputs.items()}
-    with torch.no_grad():
-        ref = model(**inputs).logits[0].float()
+    ref = offline_logits(s, model)
     inc = torch.cat(s.logit_log).float()
     assert inc.device.type == "cuda" and inc.shape == ref.shape
     prob_gap = (inc.softmax(-1) - ref.softmax(-1)).abs().max().item()

@@ -3,13 +3,14 @@ clip; `stream`, `connect` and a server-side URL session read it with PyAV over T
 
 import asyncio
 import json
-import shutil
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import chromium_or_skip
 
 pytestmark = pytest.mark.slow
 TOOL = Path(__file__).parent / "tools" / "rtsp_server.py"
@@ -119,10 +120,7 @@ def test_a_server_side_url_session_reads_the_camera_and_a_dead_url_is_a_clear_er
 
 
 def test_the_pages_url_tab_watches_the_rtsp_camera_through_the_server(rtsp_url, server):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; `make test` does it)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium, sync_api = chromium_or_skip()
     http = server.replace("ws://", "http://").replace("/v1/realtime", "/")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])

@@ -2,7 +2,6 @@
 connect`` and Debian's chromium through Playwright with a fake webcam made from a ShapesWorld clip."""
 
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -12,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import chromium_or_skip
 from evostreaming.serve.client import stream_frames
 from evostreaming.video.sources import Frame
+from evostreaming.video.writer import write_video
 from evostreaming.world.generator import generate_scene
 from evostreaming.world.scene import render_frames
 
@@ -122,10 +123,7 @@ def _y4m(frames: list[np.ndarray], path: Path, fps: int = 2) -> Path:
 
 
 def test_the_page_in_chromium_with_a_fake_webcam(server, tmp_path):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run does it)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium, sync_api = chromium_or_skip()
     frames = [np.asarray(f.image) for f in _clip(8)]
     cam = _y4m(frames, tmp_path / "cam.y4m")
     args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
@@ -149,10 +147,7 @@ def test_the_page_in_chromium_with_a_fake_webcam(server, tmp_path):
 
 def test_the_page_reports_a_wrong_key(tmp_path):
     """A keyed server refuses the page's WebSocket without the key; the page says so."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run does it)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium, sync_api = chromium_or_skip()
     port = _free_port()
     cmd = [sys.executable, "-m", "evostreaming.cli", "serve", "tiny:qwen2_vl", "--port", str(port), "--api-key", "k1"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
@@ -191,31 +186,10 @@ def test_the_load_benchmark_counts_held_and_refused_sessions(tmp_path):
     assert json.loads(out.read_text())["levels"] == summary["levels"] and out.with_suffix(".png").exists()
 
 
-def _webm(frames: list[np.ndarray], path: Path, fps: int = 4) -> Path:
-    """VP8 in WebM: a codec every Chromium build plays (Debian's may lack H.264)."""
-    from fractions import Fraction
-
-    import av
-
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libvpx", rate=Fraction(fps))
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        for arr in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
 def test_the_pages_file_tab_streams_a_local_video(server, tmp_path):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run does it)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium, sync_api = chromium_or_skip()
     frames = [np.asarray(f.image) for f in _clip(6)] * 8  # a few seconds at 4 fps
-    clip = _webm(frames, tmp_path / "clip.webm")
+    clip = write_video(frames, tmp_path / "clip.webm", fps=4, codec="libvpx")  # VP8: every Chromium plays it
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=chromium, args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"]

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from evostreaming.models.loading import load_model
+from evostreaming.models.placement import to_model
 from evostreaming.stream.memory import MemoryPolicy, cache_bytes
 from evostreaming.stream.session import SessionConfig, StreamingSession
 
@@ -75,11 +76,7 @@ def run_naive(loaded, n: int, seed: int, size: int = 112) -> dict:
         recorder.push_frame(frame, text)
         ids, mm = recorder.cached_inputs()
         ids = torch.cat([ids, torch.tensor(marker_head, dtype=torch.long)])
-        # inputs where the session puts them: the embeddings' device, pixels in the model's precision
-        inputs = {
-            k: v.to(device, dtype=loaded.model.dtype) if v.is_floating_point() else v.to(device)
-            for k, v in loaded.adapter.offline_inputs(loaded.model, ids, mm).items()
-        }
+        inputs = to_model(loaded.model, loaded.adapter.offline_inputs(loaded.model, ids, mm))
         t0 = time.perf_counter()
         with torch.inference_mode():
             loaded.model(**inputs, logits_to_keep=len(marker_head) + 1)

@@ -44,7 +44,9 @@ class RemoteSettings:
     memory_window_s: float = 0.0  # bounded memory, seconds of frames (0 = unbounded)
 
 
-REMOTE_POLICIES: Registry[Callable[[str, RemoteSettings], Policy]] = Registry("remote policy", hint=FORMS)
+# Each entry is a Policy class built as ``cls(spec, settings)`` with a ``usage(url, opts)`` static
+# method that returns the right form when a spec is malformed, else None.
+REMOTE_POLICIES: Registry[type[Policy]] = Registry("remote policy", hint=FORMS)
 
 
 def split_spec(spec: str) -> tuple[str, str, dict[str, str]]:
@@ -65,12 +67,9 @@ def check_remote_spec(spec: str) -> None:
     scheme, url, opts = split_spec(spec)
     if scheme not in REMOTE_POLICIES:
         raise ValueError(f"--policy {spec!r}: use {FORMS}")
-    if scheme == "openai" and (not url.startswith(("http://", "https://")) or "model" not in opts):
-        raise ValueError(
-            f"--policy {spec!r}: use openai:URL,model=NAME (e.g. openai:http://127.0.0.1:8000/v1,model=pocket)"
-        )
-    if scheme == "realtime" and not url.startswith(("ws://", "wss://")):
-        raise ValueError(f"--policy {spec!r}: use realtime:ws://HOST:PORT/v1/realtime (wss:// through TLS)")
+    form = REMOTE_POLICIES.get(scheme).usage(url, opts)
+    if form:
+        raise ValueError(f"--policy {spec!r}: use {form}")
 
 
 def make_remote_policy(spec: str, settings: RemoteSettings) -> Policy:
@@ -113,6 +112,12 @@ class OpenAIPolicy(Policy):
     """
 
     needs_frames = True
+
+    @staticmethod
+    def usage(url: str, opts: dict[str, str]) -> str | None:
+        if url.startswith(("http://", "https://")) and "model" in opts:
+            return None
+        return "openai:URL,model=NAME (e.g. openai:http://127.0.0.1:8000/v1,model=pocket)"
 
     def __init__(self, spec: str, settings: RemoteSettings):
         from evostreaming.utils.openai_client import ChatClient
@@ -179,6 +184,12 @@ class RealtimePolicy(Policy):
     """
 
     needs_frames = True
+
+    @staticmethod
+    def usage(url: str, opts: dict[str, str]) -> str | None:
+        if url.startswith(("ws://", "wss://")):
+            return None
+        return "realtime:ws://HOST:PORT/v1/realtime (wss:// through TLS)"
 
     def __init__(self, spec: str, settings: RemoteSettings, *, timeout_s: float = 600.0):
         _, url, opts = split_spec(spec)

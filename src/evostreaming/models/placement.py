@@ -67,3 +67,10 @@ class Placement:
 
 def _flash_attn_installed() -> bool:
     return importlib.util.find_spec("flash_attn") is not None
+
+
+def to_model(model, inputs: dict) -> dict:
+    """Forward inputs where ``model`` takes them: the device of its input embeddings (one GPU, or the
+    first of a device_map), floating tensors (pixels) in its precision, ids and grids as they are."""
+    device, dtype = model.get_input_embeddings().weight.device, model.dtype
+    return {k: v.to(device, dtype=dtype) if v.is_floating_point() else v.to(device) for k, v in inputs.items()}

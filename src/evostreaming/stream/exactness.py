@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from evostreaming.models.placement import to_model
 from evostreaming.stream.session import SessionConfig, StreamingSession
 
 
@@ -45,7 +46,7 @@ def check_exactness(model, processor, frames: int = 6, seed: int = 0) -> Exactne
                 s.generate_reply(ban_marker_start=d.greedy_silent)
     s.sync()
     ids, mm = s.cached_inputs()
-    ref = model(**s.adapter.offline_inputs(model, ids, mm)).logits[0].float()
+    ref = model(**to_model(model, s.adapter.offline_inputs(model, ids, mm))).logits[0].float()
     inc = torch.cat(s.logit_log)
     if inc.shape != ref.shape:
         return ExactnessResult(float("inf"), int(ids.shape[0]), time.perf_counter() - t0)

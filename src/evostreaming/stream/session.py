@@ -24,6 +24,7 @@ from transformers import DynamicCache
 
 from evostreaming.models import FamilyAdapter, adapter_for
 from evostreaming.models.adapter import EncodedSegment
+from evostreaming.models.placement import to_model
 from evostreaming.stream import hybrid
 from evostreaming.stream.decision import DEFAULT_SILENCE_MARKER, SilenceDecision, decide
 from evostreaming.stream.memory import MemoryPolicy, Segment, evict_segments
@@ -166,11 +167,9 @@ class StreamingSession:
             )
         # inputs go where the model's embeddings live (one GPU, or the first of a device_map);
         # pixels in the model's precision
-        device, dtype = self._input_device, self.model.dtype
-        mm_inputs = {
-            k: v.to(device, dtype=dtype) if v.is_floating_point() else v.to(device)
-            for k, v in self.adapter.merge_mm(mm).items()
-        }
+        device = self._input_device
+        merged = self.adapter.merge_mm(mm)
+        mm_inputs = to_model(self.model, merged) if merged else {}  # text-only steps (reply tokens) skip it
         out = self.model(
             input_ids=torch.cat(ids).unsqueeze(0).to(device),
             position_ids=self.adapter.forward_position_ids(torch.cat(pos, dim=1)).to(device),

@@ -1,4 +1,4 @@
-"""Write frames to an mp4 with PyAV (h264 when available, else mpeg4)."""
+"""Write frames to a video file with PyAV (an mp4 in h264 when available, else mpeg4, by default)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,19 @@ import numpy as np
 
 def write_mp4(frames: Iterable[np.ndarray], path: str | Path, fps: float = 2.0, crf: int | None = None) -> Path:
     """``crf`` sets x264's quality (lower = closer to the input; 23 is x264's default)."""
+    return write_video(frames, path, fps, crf=crf)
+
+
+def write_video(
+    frames: Iterable[np.ndarray],
+    path: str | Path,
+    fps: float = 2.0,
+    *,
+    codec: str | None = None,
+    crf: int | None = None,
+) -> Path:
+    """Frames (RGB uint8) to ``path`` in the container its suffix names, with ``codec`` (default: h264
+    when available, else mpeg4; e.g. ``libvpx`` for a WebM every browser plays)."""
     import av
 
     path = Path(path)
@@ -19,7 +32,7 @@ def write_mp4(frames: Iterable[np.ndarray], path: str | Path, fps: float = 2.0, 
     first = np.asarray(next(frames), dtype=np.uint8)
     h, w = first.shape[:2]
     with av.open(str(path), mode="w") as container:
-        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        codec = codec or ("libx264" if "libx264" in av.codecs_available else "mpeg4")
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height = w - w % 2, h - h % 2
         stream.pix_fmt = "yuv420p"

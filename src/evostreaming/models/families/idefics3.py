@@ -6,7 +6,6 @@ from __future__ import annotations
 from evostreaming.models.families import smolvlm
 from evostreaming.models.family import register_family
 from evostreaming.models.tiny import TinyModel, instantiate, rope, text_config, vision_config
-from evostreaming.models.tokenizer import train_bpe_tokenizer
 
 
 class Idefics3Adapter(smolvlm.SmolVLMAdapter):
@@ -17,13 +16,7 @@ class Idefics3Adapter(smolvlm.SmolVLMAdapter):
 def build_idefics3(seed: int = 0, *, corpus=None, text_overrides=None, vision_overrides=None) -> TinyModel:
     from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor, Idefics3Processor
 
-    tok = train_bpe_tokenizer(
-        smolvlm.SMOLVLM_SPECIALS,
-        corpus=corpus,
-        bos_token="<|im_start|>",
-        eos_token="<end_of_utterance>",
-        pad_token="<|endoftext|>",
-    )
+    tok = smolvlm.tiny_tokenizer(corpus)
     text = text_config(tok, rope(), text_overrides, model_type="llama")
     vision = vision_config(56, vision_overrides)
     config = Idefics3Config(

@@ -96,6 +96,12 @@ SMOLVLM_SPECIALS = [
 ]
 
 
+def tiny_tokenizer(corpus=None):
+    """The tiny twins' BPE with SmolVLM's specials (Idefics3 shares them)."""
+    ends = dict(bos_token="<|im_start|>", eos_token="<end_of_utterance>", pad_token="<|endoftext|>")
+    return train_bpe_tokenizer(SMOLVLM_SPECIALS, corpus=corpus, **ends)
+
+
 def build_smolvlm(seed: int = 0, *, corpus=None, text_overrides=None, vision_overrides=None) -> TinyModel:
     """SmolVLM2 layout (SigLIP + pixel-shuffle connector + Llama LM)."""
     from transformers import (
@@ -106,13 +112,7 @@ def build_smolvlm(seed: int = 0, *, corpus=None, text_overrides=None, vision_ove
         SmolVLMVideoProcessor,
     )
 
-    tok = train_bpe_tokenizer(
-        SMOLVLM_SPECIALS,
-        corpus=corpus,
-        bos_token="<|im_start|>",
-        eos_token="<end_of_utterance>",
-        pad_token="<|endoftext|>",
-    )
+    tok = tiny_tokenizer(corpus)
     text = text_config(tok, rope(), text_overrides, model_type="llama")
     vision = vision_config(56, vision_overrides)
     config = SmolVLMConfig(
