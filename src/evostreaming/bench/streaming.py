@@ -20,7 +20,7 @@ import torch
 
 from evostreaming.models.loading import load_model
 from evostreaming.models.placement import to_model
-from evostreaming.stream.memory import MemoryPolicy, cache_bytes
+from evostreaming.stream.memory import MemoryPolicy
 from evostreaming.stream.session import SessionConfig, StreamingSession
 
 
@@ -55,7 +55,7 @@ def run_session(loaded, n: int, window: int | None, seed: int) -> dict:
         t0 = time.perf_counter()
         session.step(frame, k * 2.0, text)
         lat.append(time.perf_counter() - t0)
-        kv.append(cache_bytes(session.cache))
+        kv.append(session.cache_bytes)
         rss.append(rss_bytes())
         cache_tokens.append(session.cache_tokens)
     return {"latency_s": lat, "kv_bytes": kv, "rss_bytes": rss, "cache_tokens": cache_tokens}

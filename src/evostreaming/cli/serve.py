@@ -37,6 +37,10 @@ def serve(
     upload_dir: Path = typer.Option(Path("runs/serve/uploads"), help="where uploads are written"),
     silence_threshold: SilenceThresholdOpt = None,
     max_new_tokens: int = typer.Option(48, help="longest response"),
+    batch: bool = typer.Option(
+        True, "--batch/--round-robin", help="one packed forward for all sessions with work, or one session at a time"
+    ),
+    max_batch_tokens: int = typer.Option(8192, help="new tokens per packed forward (--batch)"),
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     attn: AttnOpt = "auto",
@@ -68,6 +72,8 @@ def serve(
             limits=limits,
             silence_threshold=silence_threshold,
             max_new_tokens=max_new_tokens,
+            batch=batch,
+            max_batch_tokens=max_batch_tokens,
         )
         placement = Placement(device=device, dtype=dtype, attn=attn)
     except ValueError as exc:

@@ -86,21 +86,23 @@ class FamilyAdapter:
         return ids
 
     # -- encoding ----------------------------------------------------------------------------
-    # visual tokens per frame asked for (``--visual-tokens-per-frame``); None: the processor's own budget
-    visual_tokens: int | None = None
-
     def frame_budget(self, processor, tokens: int) -> dict[str, Any]:
         """Processor kwargs that give a frame at most ``tokens`` visual tokens. The base family has a
         fixed number of tokens per image (a tile or a pixel-shuffled grid), so it changes nothing."""
         return {}
 
-    def encode(self, processor, text: str, image: Image.Image | None = None) -> EncodedSegment:
+    def encode(
+        self, processor, text: str, image: Image.Image | None = None, visual_tokens: int | None = None
+    ) -> EncodedSegment:
+        """Tokenize ``text`` (with ``image`` expanded into its visual tokens). ``visual_tokens`` is the
+        caller's frame budget (``--visual-tokens-per-frame``; None: the processor's own): it is an
+        argument, never state, because one adapter serves every session of a server."""
         if image is None:
             ids = processor.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
             return EncodedSegment(ids, {})
         kwargs = self.processor_kwargs()
-        if self.visual_tokens:
-            kwargs.update(self.frame_budget(processor, self.visual_tokens))
+        if visual_tokens:
+            kwargs.update(self.frame_budget(processor, visual_tokens))
         out = processor(text=[text], images=[image], return_tensors="pt", **kwargs)
         keys = self.image_keys if self.image_keys is not None else [k for k in out if k not in TEXT_KEYS]
         mm = {k: out[k] for k in keys if k in out}

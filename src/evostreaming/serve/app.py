@@ -41,7 +41,12 @@ def create_app(loaded, config: ServerConfig) -> FastAPI:
 
     limits = config.limits
     model_lock = threading.Lock()  # one forward at a time: session steps and chat completions
-    worker = InferenceWorker(model_lock)
+    engine = None
+    if config.batch:
+        from evostreaming.stream.engine import BatchEngine
+
+        engine = BatchEngine(loaded.model, max_batch_tokens=config.max_batch_tokens)
+    worker = InferenceWorker(model_lock, engine)
     sessions: set[ServedSession] = set()  # lives in the app's closure: no module-level state
 
     @asynccontextmanager
@@ -231,19 +236,14 @@ def create_app(loaded, config: ServerConfig) -> FastAPI:
         if sess.last_frame_at is not None and now - sess.last_frame_at < min_gap:
             sess.dropped(frame.seq, "rate", f"frames faster than the server's limit of {limits.max_fps} per second")
             return
-        try:
-            image = Image.open(io.BytesIO(frame.data))
-            image.load()
-        except (UnidentifiedImageError, OSError) as exc:
-            sess.dropped(frame.seq, "decode", f"not a JPEG/PNG/WebP image ({exc})")
-            return
         sess.last_frame_at = now
         questions, sess.questions = sess.questions, []  # bound to this frame: the next one after them
-        _submit(sess, FrameJob(frame.seq, frame.time, image.convert("RGB"), questions))
+        # decoded off the event loop, with the image processor (the worker's prepare pool)
+        _submit(sess, FrameJob(frame.seq, frame.time, None, questions), decode=lambda: _decode(frame.data))
 
-    def _submit(sess: ServedSession, job: FrameJob) -> None:
+    def _submit(sess: ServedSession, job: FrameJob, decode=None) -> None:
         """Hand a frame to the worker (from the event loop or a source thread: ``worker.submit`` locks)."""
-        replaced = worker.submit(sess, job)
+        replaced = worker.submit(sess, job, decode)
         if replaced is not None:
             sess.dropped(replaced.seq, "superseded", "a newer frame arrived before this one was processed")
 
@@ -258,7 +258,7 @@ def create_app(loaded, config: ServerConfig) -> FastAPI:
                 if sess.stats["decisions"] or sess.pending is not None:
                     raise ProtocolError("bad_setting", f"{key} can only change before the first frame")
                 settings[key] = update[key]
-                sess.session = new_session(settings)
+                worker.replace_session(sess, new_session(settings))
         source = update.get("source")
         if source and source.get("type") in ("upload", "url"):
             spec = _source_spec(source)
@@ -312,6 +312,15 @@ def create_app(loaded, config: ServerConfig) -> FastAPI:
     app.state.sessions = sessions
     app.state.worker = worker
     return app
+
+
+def _decode(data: bytes) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"not a JPEG/PNG/WebP image ({exc})") from exc
+    return image.convert("RGB")
 
 
 def _parse(text: str) -> dict:

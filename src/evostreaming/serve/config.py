@@ -50,6 +50,9 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     silence_threshold: float | None = None
     max_new_tokens: int = 48
+    # one packed forward for every session with work (stream.engine); False: one session at a time
+    batch: bool = True
+    max_batch_tokens: int = 8192  # new tokens per packed forward (a frame's turn is one chunk)
 
     def __post_init__(self) -> None:
         if not is_loopback(self.host) and not self.api_key:
@@ -59,5 +62,7 @@ class ServerConfig:
             )
         if self.silence_threshold is not None and not 0.0 <= self.silence_threshold <= 1.0:
             raise ValueError(f"--silence-threshold is a probability in [0, 1]; got {self.silence_threshold}")
+        if self.max_batch_tokens < 1:
+            raise ValueError(f"--max-batch-tokens must be >= 1; got {self.max_batch_tokens}")
         if not 0 <= self.port < 65536:
             raise ValueError(f"--port must be in 0..65535; got {self.port}")

@@ -1,10 +1,16 @@
 """Served sessions and the one inference worker that steps them.
 
-Every WebSocket owns a ``ServedSession``: its own ``StreamingSession`` (KV cache, history), a
-one-frame slot (the newest frame wins; the one it replaces is reported dropped as ``superseded``),
-the questions waiting for the next frame, and an asyncio queue of outgoing events. The model's weights
-are shared read-only; a single worker thread runs one step at a time, taking sessions round-robin, so
-a busy session cannot starve the others and no two steps race on the model.
+Every WebSocket owns a ``ServedSession``: its own ``StreamingSession`` (history, its slots in the KV
+pool), a one-frame slot (the newest frame wins; the one it replaces is reported dropped as
+``superseded``), the questions waiting for the next frame, and an asyncio queue of outgoing events.
+The model's weights are shared read-only.
+
+A frame is decoded and run through the image processor where it arrives, in a small thread pool
+(``FrameJob.prepared``), so the inference thread only runs forwards. The single worker thread then
+batches continuously (``stream.engine``): each tick it admits the sessions whose next frame is ready
+and runs one packed forward for every session in flight (new frames and replies being generated
+together). With ``batch=False`` it steps one session at a time, round-robin (the old worker, kept to
+measure against).
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from PIL import Image
 
-from evostreaming.stream.memory import cache_bytes
+from evostreaming.stream.engine import BatchEngine, Ticket
 from evostreaming.stream.session import StreamingSession
 
 
@@ -27,8 +34,11 @@ from evostreaming.stream.session import StreamingSession
 class FrameJob:
     seq: int
     time: float
-    image: Image.Image
+    image: Image.Image | None
     questions: list[str] = field(default_factory=list)  # asked before this frame arrived (causal binding)
+    # the frame decoded and encoded off the inference thread: (image, EncodedSegment)
+    prepared: Future | None = None
+    arrived: float = field(default_factory=time.perf_counter)
 
 
 @dataclass(eq=False)  # identity: sessions live in sets
@@ -62,7 +72,7 @@ class ServedSession:
             "dropped": {k[len("dropped:") :]: v for k, v in s.items() if k.startswith("dropped:")},
             "questions": s["questions"],
             "cache_tokens": self.session.cache_tokens,
-            "cache_bytes": cache_bytes(self.session.cache),
+            "cache_bytes": self.session.cache_bytes,
             "seconds": round(time.monotonic() - self.started, 3),
         }
 
@@ -72,13 +82,21 @@ class ServedSession:
 
 
 class InferenceWorker(threading.Thread):
-    def __init__(self, model_lock: threading.Lock | None = None):
+    def __init__(
+        self,
+        model_lock: threading.Lock | None = None,
+        engine: BatchEngine | None = None,
+        prepare_threads: int = 2,
+    ):
         super().__init__(name="evostreaming-inference", daemon=True)
         self.model_lock = model_lock or threading.Lock()  # shared with /v1/chat/completions
+        self.engine = engine  # None: one session at a time, round-robin
         self._cond = threading.Condition()
         self._sessions: list[ServedSession] = []
+        self._closing: list[StreamingSession] = []  # released on the worker's thread (it owns the pool)
         self._turn = itertools.count()
         self._stop = False
+        self._prepare = ThreadPoolExecutor(max_workers=prepare_threads, thread_name_prefix="frame-prepare")
 
     # -- called from the event loop -------------------------------------------------------------
     def add(self, sess: ServedSession) -> None:
@@ -90,9 +108,20 @@ class InferenceWorker(threading.Thread):
             sess.closed = True
             if sess in self._sessions:
                 self._sessions.remove(sess)
+            self._closing.append(sess.session)
+            self._cond.notify()
 
-    def submit(self, sess: ServedSession, job: FrameJob) -> FrameJob | None:
-        """Put ``job`` in the session's slot; returns the frame it replaced (not yet stepped), if any."""
+    def replace_session(self, sess: ServedSession, session: StreamingSession) -> None:
+        """A session rebuilt by ``session.update`` (before its first frame); the old one's slots go back."""
+        with self._cond:
+            self._closing.append(sess.session)
+            sess.session = session
+
+    def submit(self, sess: ServedSession, job: FrameJob, decode=None) -> FrameJob | None:
+        """Put ``job`` in the session's slot; returns the frame it replaced (not yet stepped), if any.
+        ``decode`` (a callable returning the RGB image) runs in the prepare pool, then the image processor."""
+        job.prepared = self._prepare.submit(self._prepare_frame, sess.session, job, decode)
+        job.prepared.add_done_callback(lambda _: self._wake())
         with self._cond:
             replaced, sess.pending = sess.pending, job
             if replaced is not None:  # its questions move on to the frame that replaces it
@@ -100,80 +129,186 @@ class InferenceWorker(threading.Thread):
             self._cond.notify()
         return replaced
 
+    @staticmethod
+    def _prepare_frame(session: StreamingSession, job: FrameJob, decode):
+        image = decode() if decode is not None else job.image
+        return image, session.encode_frame(image)
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
     def stop(self) -> None:
         with self._cond:
             self._stop = True
             self._cond.notify()
+        self._prepare.shutdown(wait=False, cancel_futures=True)
 
     # -- the worker thread ----------------------------------------------------------------------
-    def _next(self) -> tuple[ServedSession, FrameJob, list[str]] | None:
+    def _admit(self, limit: int | None) -> list[tuple[ServedSession, FrameJob]] | None:
+        """Wait for work; take the ready frames of sessions not already stepping (None: stop)."""
         with self._cond:
             while not self._stop:
-                ready = [s for s in self._sessions if s.pending is not None]
-                if ready:
-                    sess = ready[next(self._turn) % len(ready)]  # round-robin over the sessions with work
-                    job, sess.pending = sess.pending, None
-                    return sess, job, job.questions
+                busy = {t.tag.sess for t in self.engine._active} if self.engine is not None else set()
+                ready = [
+                    s
+                    for s in self._sessions
+                    if s.pending is not None and s.pending.prepared.done() and s not in busy and not s.closed
+                ]
+                if ready or busy or self._closing:
+                    start = next(self._turn) % len(ready) if ready else 0
+                    ready = (ready[start:] + ready[:start])[:limit]  # round-robin: nobody starves
+                    taken = []
+                    for s in ready:
+                        taken.append((s, s.pending))
+                        s.pending = None
+                    return taken
                 self._cond.wait()
             return None
 
-    def run(self) -> None:
-        while (work := self._next()) is not None:
-            sess, job, questions = work
-            try:
-                with self.model_lock:
-                    self._step(sess, job, questions)
-            except Exception as exc:  # one session's failure must not stop the others
-                sess.emit({"type": "error", "code": "step_failed", "message": f"frame {job.seq}: {exc}"})
+    def _release_closed(self) -> None:
+        with self._cond:
+            closing, self._closing = self._closing, []
+        busy = {t.session for t in self.engine._active} if self.engine is not None else set()
+        for session in closing:
+            if session in busy:  # still stepping: released once its step is over
+                with self._cond:
+                    self._closing.append(session)
+            else:
+                session.close()
 
-    def _step(self, sess: ServedSession, job: FrameJob, questions: list[str]) -> None:
-        s = sess.session
-        question = " ".join(questions) or None
-        t0 = time.perf_counter()
-        s.push_frame(job.image, question)
-        decision = s.decide()
+    def run(self) -> None:
+        while (taken := self._admit(None if self.engine is not None else 1)) is not None:
+            self._release_closed()
+            with self.model_lock:
+                if self.engine is None:
+                    for sess, job in taken:
+                        self._step_alone(sess, job)
+                    continue
+                for sess, job in taken:
+                    self._start(sess, job)
+                finished = self.engine.drain()
+                if self.engine.busy:
+                    finished += self.engine.tick()
+            for ticket in finished:
+                self._finish(ticket)
+
+    def _frame(self, sess: ServedSession, job: FrameJob):
+        """The prepared frame, or None after telling the client why it could not be read."""
+        try:
+            return job.prepared.result()
+        except Exception as exc:
+            with self._cond:  # its questions wait for the next frame, as for a frame never sent
+                sess.questions[:0] = job.questions
+            sess.dropped(job.seq, "decode", f"not a readable JPEG/PNG/WebP image ({exc})")
+            return None
+
+    def _start(self, sess: ServedSession, job: FrameJob) -> None:
+        prepared = self._frame(sess, job)
+        if prepared is None:
+            return
+        image, encoded = prepared
+        if not sess.session.kv.pooled and not sess.session.segments:
+            self.engine.attach(sess.session)
+        hooks = _StepEvents(sess, job)
+        self.engine.submit(
+            sess.session,
+            image,
+            job.time,
+            hooks.question,
+            tag=hooks,
+            encoded_frame=encoded,
+            on_decision=hooks.decision,
+            on_token=hooks.token,
+        )
+
+    def _finish(self, ticket: Ticket) -> None:
+        hooks: _StepEvents = ticket.tag
+        if ticket.error is not None:
+            hooks.failed(ticket.error)
+        else:
+            hooks.done(ticket.result)
+
+    def _step_alone(self, sess: ServedSession, job: FrameJob) -> None:
+        prepared = self._frame(sess, job)
+        if prepared is None:
+            return
+        image, encoded = prepared
+        hooks = _StepEvents(sess, job)
+        try:
+            result = sess.session.step(
+                image,
+                job.time,
+                hooks.question,
+                encoded_frame=encoded,
+                on_decision=hooks.decision,
+                on_token=hooks.token,
+            )
+        except Exception as exc:  # one session's failure must not stop the others
+            hooks.failed(exc)
+            return
+        hooks.done(result)
+
+
+class _StepEvents:
+    """The events of one frame's step, sent as the step goes: its decision, the reply's text as it is
+    generated, the reply's end (or the step's failure)."""
+
+    def __init__(self, sess: ServedSession, job: FrameJob):
+        self.sess, self.job = sess, job
+        self.question = " ".join(job.questions) or None
+        self.response_id = f"resp_{sess.id[5:]}_{job.seq}"
+        self.sent = ""
+
+    def decision(self, decision) -> None:
+        sess, s = self.sess, self.sess.session
         sess.stats["decisions"] += 1
         sess.emit(
             {
                 "type": "frame.decision",
-                "seq": job.seq,
-                "time": job.time,
+                "seq": self.job.seq,
+                "time": self.job.time,
                 "action": "silent" if decision.silent else "respond",
                 "p_silent": decision.silence_prob,
-                "step_ms": round(1000 * (time.perf_counter() - t0), 2),
+                # from the frame's arrival: decoding, waiting for the batch, the forward
+                "step_ms": round(1000 * (time.perf_counter() - self.job.arrived), 2),
                 "cache_tokens": s.cache_tokens,
-                "cache_bytes": cache_bytes(s.cache),
-                "question": question,
+                "cache_bytes": s.cache_bytes,
+                "question": self.question,
             }
         )
         if not decision.silent:
-            response_id = f"resp_{sess.id[5:]}_{job.seq}"
-            sess.emit({"type": "response.created", "response_id": response_id, "seq": job.seq, "time": job.time})
-            sent = [""]
-
-            def delta(ids: list[int]) -> None:
-                text = s.tokenizer.decode(ids, skip_special_tokens=True)
-                if len(text) > len(sent[0]) and text.startswith(sent[0]):
-                    sess.emit(
-                        {
-                            "type": "response.output_text.delta",
-                            "response_id": response_id,
-                            "delta": text[len(sent[0]) :],
-                        }
-                    )
-                    sent[0] = text
-
-            ids = s.generate_reply(ban_marker_start=decision.greedy_silent, on_token=delta)
-            text = s.tokenizer.decode(ids, skip_special_tokens=True).strip()
-            sess.stats["responses"] += 1
             sess.emit(
                 {
-                    "type": "response.done",
-                    "response_id": response_id,
-                    "seq": job.seq,
-                    "time": job.time,
-                    "text": text,
-                    "tokens": len(ids),
+                    "type": "response.created",
+                    "response_id": self.response_id,
+                    "seq": self.job.seq,
+                    "time": self.job.time,
                 }
             )
-        s.enforce_memory()
+
+    def token(self, ids: list[int]) -> None:
+        text = self.sess.session.tokenizer.decode(ids, skip_special_tokens=True)
+        if len(text) > len(self.sent) and text.startswith(self.sent):
+            self.sess.emit(
+                {"type": "response.output_text.delta", "response_id": self.response_id, "delta": text[len(self.sent) :]}
+            )
+            self.sent = text
+
+    def done(self, result) -> None:
+        if result.action != "respond":
+            return
+        self.sess.stats["responses"] += 1
+        self.sess.emit(
+            {
+                "type": "response.done",
+                "response_id": self.response_id,
+                "seq": self.job.seq,
+                "time": self.job.time,
+                "text": result.text,
+                "tokens": result.n_tokens,
+            }
+        )
+
+    def failed(self, exc: BaseException) -> None:
+        self.sess.emit({"type": "error", "code": "step_failed", "message": f"frame {self.job.seq}: {exc}"})

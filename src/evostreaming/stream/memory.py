@@ -107,12 +107,24 @@ def rotate_keys(keys: torch.Tensor, delta: torch.Tensor, inv_freq: torch.Tensor)
     return torch.cat([out, keys[..., dims:]], dim=-1) if dims < keys.shape[-1] else out
 
 
-def evict_segments(
-    cache, segments: list[Segment], remove: set[int], inv_freq: torch.Tensor
-) -> tuple[list[Segment], int]:
-    """Remove segments from every cache layer and compact positions. Returns (segments, span removed)."""
-    if not remove:
-        return segments, 0
+@dataclass(frozen=True)
+class Eviction:
+    """What removing segments means for the cache: which cached tokens stay (``keep``, token indices in
+    cache order) and by how much each kept token's position moves back (``delta``, <= 0)."""
+
+    segments: list[Segment]  # the kept segments, positions compacted
+    keep: torch.Tensor  # (kept tokens,) long
+    delta: torch.Tensor  # (kept tokens,) long
+    removed_span: int
+
+    @property
+    def moved(self) -> torch.Tensor:
+        return self.delta != 0
+
+
+def plan_eviction(segments: list[Segment], remove: set[int]) -> Eviction:
+    """The eviction of ``remove`` (segment indices), independent of where the keys live (a session's own
+    cache or a shared pool's slots: ``stream.kv``)."""
     keep_tok: list[torch.Tensor] = []
     shifts: list[torch.Tensor] = []
     kept: list[Segment] = []
@@ -135,19 +147,37 @@ def evict_segments(
                 )
             )
         offset_tok += seg.n_tokens
-    index = torch.cat(keep_tok)
-    delta = torch.cat(shifts)
-    moved = delta != 0
+    empty = torch.zeros(0, dtype=torch.long)
+    keep = torch.cat(keep_tok) if keep_tok else empty
+    delta = torch.cat(shifts) if shifts else empty
+    return Eviction(kept, keep, delta, removed_span)
+
+
+def rerotate(keys: torch.Tensor, eviction: Eviction, inv_freq: torch.Tensor) -> torch.Tensor:
+    """``keys`` (…, kept tokens, head_dim), already reduced to the kept tokens, with the moved ones rotated
+    back by their ``delta`` (in place where they moved)."""
+    moved = eviction.moved
+    if bool(moved.any()):
+        m = moved.to(keys.device)
+        keys[..., m, :] = rotate_keys(keys[..., m, :], eviction.delta[moved].to(keys.device), inv_freq.to(keys.device))
+    return keys
+
+
+def evict_segments(
+    cache, segments: list[Segment], remove: set[int], inv_freq: torch.Tensor
+) -> tuple[list[Segment], int]:
+    """Remove segments from every layer of a session's own cache and compact positions.
+    Returns (segments, span removed)."""
+    if not remove:
+        return segments, 0
+    eviction = plan_eviction(segments, remove)
     for layer in cache.layers:
         if getattr(layer, "keys", None) is None:
             continue  # a linear-attention layer: its fixed-size state keeps what it absorbed (stream/hybrid.py)
-        keys = layer.keys.index_select(-2, index.to(layer.keys.device))
-        values = layer.values.index_select(-2, index.to(layer.values.device))
-        if bool(moved.any()):
-            m = moved.to(keys.device)
-            keys[..., m, :] = rotate_keys(keys[..., m, :], delta[moved].to(keys.device), inv_freq.to(keys.device))
-        layer.keys, layer.values = keys, values
-    return kept, removed_span
+        keys = layer.keys.index_select(-2, eviction.keep.to(layer.keys.device))
+        values = layer.values.index_select(-2, eviction.keep.to(layer.values.device))
+        layer.keys, layer.values = rerotate(keys, eviction, inv_freq), values
+    return eviction.segments, eviction.removed_span
 
 
 def cache_bytes(cache) -> int:
