@@ -154,12 +154,15 @@ def run_load(
     json_out: Path,
     adapter: str | None = None,
     levels: list[int] | None = None,
+    *,
+    batch: bool = True,
 ) -> dict:
     port = _free_port()
     cmd = [sys.executable, "-m", "evostreaming.cli", "serve", model, "--port", str(port)]
     cmd += ["--max-sessions", str(max_sessions), "--max-new-tokens", "12"]
     if adapter:
         cmd += ["--adapter", adapter]
+    cmd += ["--batch" if batch else "--round-robin"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     log: list[str] = []
     for line in proc.stderr:
@@ -188,6 +191,7 @@ def run_load(
         "fps": fps,
         "seconds_per_level": seconds,
         "max_sessions": max_sessions,
+        "worker": "batched" if batch else "round-robin",
         "server_idle_rss_mb": idle_rss / 1e6,
         "most_sessions_held_under_1pct_drops": max((lv["held"] for lv in ok), default=0),
         "levels": levels,

@@ -27,6 +27,39 @@ def bench_streaming(
     console.print_json(data={k: v for k, v in summary.items() if k != "series"})
 
 
+@app.command("engine")
+def bench_engine(
+    model: str = typer.Option("tiny:qwen2_5_vl", help="model spec (tiny:<family>, pocket, a checkpoint)"),
+    sessions: str = typer.Option("1,4,16,32", help="session counts, e.g. 1,4,16,32"),
+    frames: int = typer.Option(6, help="frames each session streams per measurement"),
+    window: int = typer.Option(8, help="bounded memory: frames each session keeps (0 = unbounded)"),
+    max_new_tokens: int = typer.Option(8, help="reply length of the replying sessions (one in four)"),
+    max_batch_tokens: int = typer.Option(8192, help="new tokens per packed forward"),
+    modes: str = typer.Option(",".join(("round-robin-2fwd", "round-robin", "batched")), help="which steppings"),
+    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16"),
+    json_out: Path = typer.Option(Path("runs/bench/engine.json"), "--json", help="output JSON (PNG beside it)"),
+) -> None:
+    """Batched engine vs round-robin: frames/s, frame -> decision p50/p95, forwards and aten ops per frame."""
+    from evostreaming.bench.engine import MODES, run_engine_benchmark
+
+    counts = [int(x) for x in sessions.split(",")]
+    chosen = tuple(m for m in modes.split(",") if m)
+    if not all(1 <= c <= 256 for c in counts) or frames < 1 or not set(chosen) <= set(MODES):
+        raise typer.BadParameter(f"1 <= sessions <= 256, frames >= 1, modes among {', '.join(MODES)}")
+    summary = run_engine_benchmark(
+        model,
+        counts,
+        frames,
+        window=window or None,
+        max_new_tokens=max_new_tokens,
+        max_batch_tokens=max_batch_tokens,
+        modes=chosen,
+        json_out=json_out,
+        dtype=dtype,
+    )
+    console.print_json(data={k: v for k, v in summary.items() if k != "rows"})
+
+
 @app.command("load")
 def bench_load(
     model: str = typer.Option("pocket", help="model spec served by a local `evostreaming serve`"),
@@ -35,6 +68,7 @@ def bench_load(
     fps: float = typer.Option(0.5, help="frames per second each session sends"),
     seconds: float = typer.Option(30.0, help="stream length per level (bounded)"),
     levels: str | None = typer.Option(None, help="session counts to try, e.g. 1,4,8,16,17 (default 1..cap+1)"),
+    batch: bool = typer.Option(True, "--batch/--round-robin", help="the server's worker: batched or one at a time"),
     json_out: Path = typer.Option(Path("runs/bench/serve_load.json"), "--json", help="output JSON"),
 ) -> None:
     """Load on a server on 127.0.0.1: sessions held vs refused, frame latency, drops, memory per session."""
@@ -45,5 +79,5 @@ def bench_load(
     counts = [int(x) for x in levels.split(",")] if levels else None
     if counts and not all(1 <= c <= max_sessions + 1 for c in counts):
         raise typer.BadParameter(f"--levels must lie in 1..{max_sessions + 1} (the cap + 1)")
-    summary = run_load(model, max_sessions, fps, seconds, json_out, adapter, counts)
+    summary = run_load(model, max_sessions, fps, seconds, json_out, adapter, counts, batch=batch)
     console.print_json(data={k: v for k, v in summary.items() if k != "levels"})

@@ -43,6 +43,10 @@ def eval_run(
         "realtime:ws://HOST:PORT/v1/realtime (evostreaming serve); api_key=KEY or EVOSTREAMING_API_KEY",
     ),
     concurrency: int = typer.Option(1, help="streams run at once (with --policy or --baseline)"),
+    batch_streams: int = typer.Option(
+        1, help="streams of a local --model stepped together, one packed forward per step (same results)"
+    ),
+    max_batch_tokens: int = typer.Option(8192, help="new tokens per packed forward (--batch-streams)"),
     adapter: AdapterOpt = None,
     judge: JudgeOpt = "rule",
     fps: float | None = typer.Option(None, help="override the samples' frame rate (default 0.5)"),
@@ -89,6 +93,8 @@ def eval_run(
             attn=attn,
             device_map=device_map,
             concurrency=concurrency,
+            batch_streams=batch_streams,
+            max_batch_tokens=max_batch_tokens,
         )
     except ValueError as exc:
         fail(str(exc))

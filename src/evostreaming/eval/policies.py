@@ -86,14 +86,17 @@ class Oracle(Policy):
 
 
 class SessionPolicy(Policy):
-    """A VideoLLM through ``StreamingSession`` (a fresh session per sample)."""
+    """A VideoLLM through ``StreamingSession`` (a fresh session per sample). With ``engine`` (a
+    ``stream.engine.EngineThread``), its forks' sessions step together in packed forwards
+    (``eval run --batch-streams N``); the results are those of stepping each alone."""
 
     needs_frames = True
 
-    def __init__(self, loaded, config_factory):
+    def __init__(self, loaded, config_factory, engine=None):
         self.loaded = loaded
         self.config_factory = config_factory
         self.name = loaded.spec
+        self.engine = engine
         self.session = None
 
     def reset(self, sample: Sample) -> None:
@@ -102,10 +105,20 @@ class SessionPolicy(Policy):
         self.session = StreamingSession(
             self.loaded.model, self.loaded.processor, self.loaded.adapter, self.config_factory(sample)
         )
+        if self.engine is not None:
+            self.engine.attach(self.session)
 
     def step(self, k, time, frame, user_text):
-        res = self.session.step(frame, time, user_text)
+        if self.engine is not None:
+            res = self.engine.step(self.session, frame, time, user_text)
+        else:
+            res = self.session.step(frame, time, user_text)
         return PolicyStep(res.action, res.text, res.n_tokens)
+
+    def end(self) -> None:
+        if self.engine is not None and self.session is not None:
+            self.engine.release(self.session)
+        self.session = None
 
 
 def make_baseline(name: str) -> Policy:

@@ -45,6 +45,8 @@ class EvalRunConfig:
     attn: str = "auto"
     device_map: str | None = None
     concurrency: int = 1  # streams at once (remote policies and baselines)
+    batch_streams: int = 1  # streams of a local --model stepped together in packed forwards (stream.engine)
+    max_batch_tokens: int = 8192
 
     def __post_init__(self) -> None:
         from evostreaming.eval.benchmarks import BENCHMARKS
@@ -63,6 +65,16 @@ class EvalRunConfig:
                 "--concurrency runs streams at once against a server (--policy) or a baseline; a local --model "
                 "steps one stream per process: serve it ('evostreaming serve') and use --policy realtime:..., or "
                 "run several processes with 'accelerate launch' (docs/scale.md)"
+            )
+        if self.batch_streams < 1 or self.max_batch_tokens < 1:
+            raise ValueError(
+                "--batch-streams and --max-batch-tokens must be >= 1; "
+                f"got {self.batch_streams}, {self.max_batch_tokens}"
+            )
+        if self.batch_streams > 1 and self.model is None:
+            raise ValueError(
+                "--batch-streams packs the streams of a local --model into one forward; for a --policy or a "
+                "--baseline, run streams at once with --concurrency"
             )
         if self.benchmark not in BENCHMARKS:
             raise ValueError(f"--benchmark {self.benchmark!r}: use one of {', '.join(BENCHMARKS.names())}")
@@ -96,7 +108,8 @@ class EvalRunConfig:
         from evostreaming.models.loading import weights_fingerprint
         from evostreaming.models.specs import parse_spec
 
-        skip = ("judge", "max_failures", "device", "device_map", "concurrency")  # none changes a trajectory
+        # none changes a trajectory (batching is exact: tests/test_engine.py)
+        skip = ("judge", "max_failures", "device", "device_map", "concurrency", "batch_streams", "max_batch_tokens")
         ident = {k: v for k, v in asdict(self).items() if k not in skip}
         ident["policy"] = redact(self.policy)
         ident["dtype"], ident["attn"] = self.placement().describe()["dtype"], self.placement().describe()["attn"]
@@ -211,7 +224,12 @@ def _run_shard(
                 visual_tokens_per_frame=cfg.visual_tokens_per_frame,
             )
 
-        policy = SessionPolicy(loaded, config_for)
+        engine = None
+        if cfg.batch_streams > 1:
+            from evostreaming.stream.engine import BatchEngine, EngineThread
+
+            engine = EngineThread(BatchEngine(loaded.model, max_batch_tokens=cfg.max_batch_tokens))
+        policy = SessionPolicy(loaded, config_for, engine)
     cap = cfg.max_failures if cfg.max_failures is not None else max(3, math.ceil(0.05 * len(samples)))
     info = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
     info["policy"] = redact(cfg.policy)
@@ -228,14 +246,18 @@ def _run_shard(
         "remote_policy": redact(cfg.policy),
     }
     file = TRAJECTORIES if world == 1 else f"trajectories.rank{rank}.jsonl"
-    run_protocol(
-        samples,
-        policy,
-        output,
-        console=console,
-        max_pixels=cfg.max_pixels,
-        run_info=info if rank == 0 else None,
-        max_failures=cap,
-        file=file,
-        concurrency=cfg.concurrency,
-    )
+    try:
+        run_protocol(
+            samples,
+            policy,
+            output,
+            console=console,
+            max_pixels=cfg.max_pixels,
+            run_info=info if rank == 0 else None,
+            max_failures=cap,
+            file=file,
+            concurrency=cfg.batch_streams if cfg.model else cfg.concurrency,
+        )
+    finally:
+        if getattr(policy, "engine", None) is not None:
+            policy.engine.close()

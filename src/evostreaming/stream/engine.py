@@ -20,6 +20,8 @@ error halves the batch rather than failing anybody who fits.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -96,7 +98,7 @@ class BatchEngine:
         on_token: Callable | None = None,
     ) -> Ticket:
         """Start one step of ``session``; it advances with the next ticks."""
-        if any(x.session is session for x in self._active):
+        if any(x.session is session and not x.done for x in self._active):
             raise RuntimeError("a session has one step in flight at a time")
         events = session.step_events(
             frame, t, user_text, encoded_frame=encoded_frame, on_decision=on_decision, on_token=on_token
@@ -219,3 +221,71 @@ class BatchEngine:
         self.stats.chunks += len(chunks)
         self.stats.tokens += offset
         return list(out.logits[0].split([c.keep for c in chunks]))
+
+
+class EngineThread:
+    """A ``BatchEngine`` driven from its own thread for callers on many threads (``eval run
+    --batch-streams``: one thread per stream decodes its video and calls ``step``, which blocks until
+    that session's step is done).
+
+    Lockstep: a tick waits, up to ``fill_timeout_s``, until every attached session has its step in
+    flight, so the packs are as full as the streams allow; a stream still decoding its next frame
+    holds the others back at most that long."""
+
+    def __init__(self, engine: BatchEngine, fill_timeout_s: float = 0.25):
+        self.engine = engine
+        self.fill_timeout_s = fill_timeout_s
+        self._cond = threading.Condition()
+        self._live = 0  # attached sessions whose stream is going on
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="evostreaming-engine", daemon=True)
+        self._thread.start()
+
+    def attach(self, session: StreamingSession) -> StreamingSession:
+        with self._cond:
+            self.engine.attach(session)
+            self._live += 1
+            self._cond.notify_all()
+        return session
+
+    def release(self, session: StreamingSession) -> None:
+        """The stream is over: its slots go back and the others no longer wait for it."""
+        with self._cond:
+            session.close()
+            self._live -= 1
+            self._cond.notify_all()
+
+    def step(self, session: StreamingSession, frame, t: float, user_text: str | None = None) -> StepResult:
+        encoded = session.encode_frame(frame)  # on the caller's thread: the engine's only runs forwards
+        with self._cond:
+            ticket = self.engine.submit(session, frame, t, user_text, encoded_frame=encoded)
+            self._cond.notify_all()
+            while not ticket.done:
+                self._cond.wait()
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.result
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _in_flight(self) -> int:
+        return sum(1 for t in self.engine._active if not t.done)
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._stop:
+                if not self.engine.busy:
+                    self._cond.wait()
+                    continue
+                deadline = time.monotonic() + self.fill_timeout_s
+                while self._in_flight() < self._live and not self._stop:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                self.engine.tick()
+                self._cond.notify_all()
