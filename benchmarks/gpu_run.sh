@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# One pass on a GPU machine: the tests marked `gpu`, then the real-size streaming benchmark on the
-# 7-8B twins in bf16, one process per model (a model that fails or runs long loses only its row).
+# One pass on a GPU machine (fits 8 minutes): the tests marked `gpu`, then the batched engine against
+# round-robin on the 7-8B twins in bf16 at 1/4/16/32/48 sessions (`bench engine`), one process per model
+# (a model that fails or runs long loses only its rows).
 #   benchmarks/gpu_run.sh OUT_DIR [FRAMES]
-# Writes OUT_DIR/gpu.txt (machine, versions, test log), gpu_streaming_<n>.json per model, then
-# gpu_streaming.json + .png with every row. GPU_RUN_MODELS overrides the model list; GPU_RUN_TESTS=0
-# skips the tests. Needs the package importable (pip install -e . or
-# PYTHONPATH=src) and CUDA.
+# Writes OUT_DIR/gpu.txt (machine, versions, test log) and engine_<n>.json/.png per model.
+# GPU_RUN_MODELS overrides the model list; GPU_RUN_TESTS=0 skips the tests; GPU_RUN_STREAMING=1 also
+# runs the older per-step streaming benchmark (gpu_streaming.json: naive re-encoding, memory bound).
+# Needs the package importable (pip install -e . or PYTHONPATH=src) and CUDA.
 set -u
 out=${1:?usage: benchmarks/gpu_run.sh OUT_DIR [FRAMES]}
-frames=${2:-60}
+frames=${2:-4}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 py=${PYTHON:-python3}
@@ -17,12 +18,21 @@ py=${PYTHON:-python3}
   $py -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name())"
 } >"$out/gpu.txt" 2>&1
 if [ "${GPU_RUN_TESTS:-1}" = 1 ]; then
-  timeout "${GPU_RUN_TEST_TIMEOUT:-240}" $py -m pytest -q -p no:cacheprovider -m gpu -rA -s tests/test_placement.py \
+  timeout "${GPU_RUN_TEST_TIMEOUT:-200}" $py -m pytest -q -p no:cacheprovider -m gpu -rA -s tests/test_placement.py \
     tests/test_real_twins.py 2>&1 | tee -a "$out/gpu.txt" | tail -25
 fi
+models=${GPU_RUN_MODELS:-real:Qwen/Qwen2.5-VL-7B-Instruct real:Qwen/Qwen3-VL-8B-Instruct real:OpenGVLab/InternVL3_5-8B-HF}
+n=0
+for model in $models; do
+  n=$((n + 1))
+  timeout "${GPU_RUN_ENGINE_TIMEOUT:-90}" $py -m evostreaming.cli bench engine --model "$model" --dtype bfloat16 \
+    --sessions 1,4,16,32,48 --frames "$frames" --window 16 --modes round-robin,batched \
+    --json "$out/engine_$n.json" 2>&1 | tail -3
+done
+[ "${GPU_RUN_STREAMING:-0}" = 1 ] || exit 0
+frames=60
 n=0
 parts=$(mktemp -d)  # per-model JSON and PNG; only the JSON is kept beside the merged files
-models=${GPU_RUN_MODELS:-real:Qwen/Qwen2.5-VL-7B-Instruct real:Qwen/Qwen3-VL-8B-Instruct real:OpenGVLab/InternVL3_5-8B-HF}
 for model in $models; do
   n=$((n + 1))
   timeout "${GPU_RUN_MODEL_TIMEOUT:-150}" $py benchmarks/gpu_streaming.py --models "$model" --frames "$frames" \

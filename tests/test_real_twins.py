@@ -235,3 +235,35 @@ def test_real_size_twin_streams_in_bfloat16_on_a_gpu(checkpoint):
         f"max |dprob| {prob_gap:.2e}, argmax agreement {agree:.4f}"
     )
     assert prob_gap < 2e-2
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    "checkpoint", ["Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen3-VL-8B-Instruct", "OpenGVLab/InternVL3_5-8B-HF"]
+)
+def test_real_size_twin_batched_in_bfloat16_on_a_gpu(checkpoint):
+    """Three sessions of a 7-8B twin packed in one forward per step on CUDA in bf16 (variable-length
+    attention): each session's next-token distributions match one offline forward over its own
+    conversation, as the serial path's do (same bf16 tolerance)."""
+    from evostreaming.stream.engine import BatchEngine
+
+    model, processor = parse_spec(f"real:{checkpoint}").load(Placement(device="cuda", dtype="bfloat16"))
+    engine = BatchEngine(model)
+    configs = [SessionConfig(silence_threshold=t, max_new_tokens=3) for t in (0.0, 1.0, 0.0)]
+    sessions = [engine.attach(StreamingSession(model, processor, config=c, keep_inputs=True)) for c in configs]
+    assert all(s.kv.pooled for s in sessions)
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        jobs = [
+            (s, rng.integers(0, 255, (448, 448 - 56 * i, 3), dtype=np.uint8), float(k)) for i, s in enumerate(sessions)
+        ]
+        results = engine.run([(*job, "What is happening?" if k == 1 else None) for job in jobs])
+        assert not any(isinstance(r, Exception) for r in results), results
+    assert engine.stats.packed_forwards < engine.stats.chunks  # several sessions per forward
+    for s in sessions:
+        ref = offline_logits(s, model)
+        inc = torch.cat(s.logit_log).float()
+        assert inc.shape == ref.shape
+        prob_gap = (inc.softmax(-1) - ref.softmax(-1)).abs().max().item()
+        print(f"{checkpoint} batched: {ref.shape[0]} tokens, max |dprob| {prob_gap:.2e}")
+        assert prob_gap < 2e-2

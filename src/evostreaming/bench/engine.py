@@ -134,26 +134,6 @@ def run_engine_benchmark(
     torch.manual_seed(0)
     loaded = load_model(model, dtype=dtype)
     run_mode(loaded, "batched", 2, warmup, window=window, max_new_tokens=2, max_batch_tokens=max_batch_tokens)
-    rows = []
-    for n in sessions:
-        for mode in modes:
-            row = run_mode(
-                loaded, mode, n, frames, window=window, max_new_tokens=max_new_tokens, max_batch_tokens=max_batch_tokens
-            )
-            print(json.dumps({k: v for k, v in row.items() if k != "actions"}), flush=True)
-            rows.append(row)
-    # the same actions whatever the stepping (exactness, checked on the benchmark's own streams)
-    for n in sessions:
-        ref = next(r for r in rows if r["sessions"] == n and r["mode"] == modes[0])["actions"]
-        for r in rows:
-            if r["sessions"] == n:
-                r["same_actions_as_" + modes[0]] = r.pop("actions") == ref if r is not ref else True
-    for r in rows:
-        r.pop("actions", None)
-    base = {r["sessions"]: r for r in rows if r["mode"] == "round-robin"}
-    for r in rows:
-        if r["sessions"] in base:
-            r["fps_vs_round_robin"] = r["aggregate_fps"] / base[r["sessions"]]["aggregate_fps"]
     summary = {
         "model": model,
         "device": str(loaded.model.get_input_embeddings().weight.device),
@@ -164,13 +144,31 @@ def run_engine_benchmark(
         "window_frames": window,
         "max_new_tokens": max_new_tokens,
         "replying_sessions": "one in four (threshold 1.0); the others silent (threshold 0.0)",
-        "rows": rows,
+        "rows": [],
     }
-    if json_out:
-        json_out = Path(json_out)
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(summary, indent=1))
-        plot_engine(summary, json_out.with_suffix(".png"))
+    for n in sessions:
+        level = []
+        for mode in modes:
+            row = run_mode(
+                loaded, mode, n, frames, window=window, max_new_tokens=max_new_tokens, max_batch_tokens=max_batch_tokens
+            )
+            level.append(row)
+        # the same actions whatever the stepping (exactness, checked on the benchmark's own streams)
+        ref = level[0]["actions"]
+        base = next((r for r in level if r["mode"] == "round-robin"), None)
+        for r in level:
+            r[f"same_actions_as_{modes[0]}"] = r["actions"] == ref
+            if base is not None:
+                r["fps_vs_round_robin"] = r["aggregate_fps"] / base["aggregate_fps"]
+        for r in level:
+            r.pop("actions")
+            print(json.dumps(r), flush=True)
+        summary["rows"] += level
+        if json_out:  # after every level: a run cut short (a time limit) keeps what it measured
+            json_out = Path(json_out)
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(summary, indent=1))
+            plot_engine(summary, json_out.with_suffix(".png"))
     return summary
 
 

@@ -128,7 +128,8 @@ class KVPool(Cache):
             self._free.extend(slots.flip(0).tolist())
 
     def length(self, sid: int) -> int:
-        return int(self._slots[sid].numel())
+        slots = self._slots.get(sid)  # a closed session holds nothing
+        return 0 if slots is None else int(slots.numel())
 
     def slots(self, sid: int) -> torch.Tensor:
         return self._slots[sid]
