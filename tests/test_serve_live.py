@@ -134,6 +134,15 @@ def test_the_page_in_chromium_with_a_fake_webcam(server, tmp_path):
         page.goto(f"http://{server}/")
         page.click("#start-webcam")
         page.wait_for_selector(".tick", timeout=60_000)  # the first frame's decision is on the timeline
+        # the frame sent is the canvas's JPEG: the camera's picture, not black (connecting once stopped
+        # the camera it had just opened, and every frame was black)
+        mean = page.evaluate(
+            """() => { const c = document.getElementById('canvas');
+                       const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                       let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i] + d[i + 1] + d[i + 2];
+                       return s / (3 * d.length / 4); }"""
+        )
+        assert mean > 40, f"the frames sent are black (mean level {mean:.1f})"
         page.fill("#question", "What moves?")
         page.press("#question", "Enter")
         page.wait_for_selector(".card.question", timeout=60_000)

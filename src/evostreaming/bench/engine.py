@@ -66,21 +66,17 @@ def run_mode(loaded, mode: str, sessions: int, frames: int, *, window, max_new_t
             speculate=mode != "round-robin-2fwd",
         )
         pool.append(engine.attach(s) if engine else s)
-    streams = [list(synthetic_frames(frames, seed + i)) for i in range(sessions)]
-    latency, actions, ops = [], [[] for _ in range(sessions)], None
-    start = time.perf_counter()
-    for k in range(frames):
-        profile = k == frames // 2  # one steady tick, counted
-        prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) if profile else None
-        if prof:
-            prof.__enter__()
-        tick = time.perf_counter()
+    streams = [list(synthetic_frames(frames + 1, seed + i)) for i in range(sessions)]
+    latency, actions = [], [[] for _ in range(sessions)]
+
+    def tick(k: int) -> list[float]:
+        start = time.perf_counter()
         decided = [0.0] * sessions
 
-        def hook(i, decided=decided, tick=tick):
+        def hook(i):
             def on_decision(_):
                 _sync(device)
-                decided[i] = time.perf_counter() - tick
+                decided[i] = time.perf_counter() - start
 
             return on_decision
 
@@ -96,14 +92,20 @@ def run_mode(loaded, mode: str, sessions: int, frames: int, *, window, max_new_t
         else:
             results = [pool[i].step(streams[i][k], 2.0 * k, texts[i], on_decision=hook(i)) for i in range(sessions)]
         _sync(device)
-        if prof:
-            prof.__exit__(None, None, None)
-            ops = sum(1 for e in prof.events() if e.name.startswith("aten::")) / sessions
-        latency += decided
         for i, r in enumerate(results):
             actions[i].append(r.action)
+        return decided
+
+    start = time.perf_counter()
+    for k in range(frames):
+        latency += tick(k)
     total = time.perf_counter() - start
-    forwards = engine.stats.forwards if engine else sum(s.forwards for s in pool)
+    counted = engine.stats.forwards if engine else sum(s.forwards for s in pool)
+    # one more tick under the profiler, outside the timings: aten ops per frame
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        tick(frames)
+    ops = sum(1 for e in prof.events() if e.name.startswith("aten::")) / sessions
+    forwards = counted
     lat = np.array(latency) * 1000
     return {
         "mode": mode,

@@ -29,6 +29,8 @@ def serve(
     max_sessions: int = typer.Option(4, help="concurrent sessions; more are refused (503 / close 1013)"),
     max_fps: float = typer.Option(4.0, help="frames per second a session may send; faster ones are dropped"),
     max_frame_bytes: int = typer.Option(2_000_000, help="largest encoded frame accepted"),
+    max_frame_pixels: int = typer.Option(8_388_608, help="largest frame (width x height), read before decoding"),
+    max_prompt_chars: int = typer.Option(8000, help="longest system prompt a session may set"),
     max_upload_bytes: int = typer.Option(500_000_000, help="largest upload accepted (POST /v1/uploads)"),
     idle_timeout: float = typer.Option(120.0, help="seconds without a message before a session is closed"),
     max_session_seconds: float = typer.Option(4 * 3600.0, help="longest a session may last"),
@@ -57,6 +59,8 @@ def serve(
         limits = Limits(
             max_sessions=max_sessions,
             max_frame_bytes=max_frame_bytes,
+            max_frame_pixels=max_frame_pixels,
+            max_prompt_chars=max_prompt_chars,
             max_fps=max_fps,
             idle_timeout_s=idle_timeout,
             max_session_s=max_session_seconds,

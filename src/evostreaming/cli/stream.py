@@ -73,13 +73,12 @@ def stream(
         frames = open_source(source, fps=fps, max_pixels=max_pixels)
     except VideoSourceError as exc:
         fail(str(exc))
-    window = math.ceil(memory_window * fps) if memory_window > 0 else None
     config = SessionConfig(
         system_prompt=system_prompt or DEFAULT_SYSTEM_PROMPT,
         silence_marker=silence_marker,
         silence_threshold=silence_threshold,
         max_new_tokens=max_new_tokens,
-        memory=MemoryPolicy(window_frames=window, max_text_turns=max_text_turns),
+        memory=MemoryPolicy.for_stream(memory_window, fps, max_text_turns),
         visual_tokens_per_frame=visual_tokens_per_frame,
     )
     try:

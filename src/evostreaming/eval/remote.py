@@ -16,7 +16,6 @@ import contextlib
 import copy
 import io
 import json
-import math
 import os
 import re
 import time
@@ -27,6 +26,7 @@ from PIL import Image
 
 from evostreaming.eval.policies import Policy, PolicyStep
 from evostreaming.eval.schema import Sample
+from evostreaming.stream.memory import MemoryPolicy
 from evostreaming.utils.errors import UserError
 from evostreaming.utils.registry import Registry
 
@@ -139,7 +139,7 @@ class OpenAIPolicy(Policy):
 
     def reset(self, sample: Sample) -> None:
         self.messages: list[dict] = [{"role": "system", "content": self.system}]
-        self.window = math.ceil(self.memory_window_s * sample.fps) if self.memory_window_s > 0 else None
+        self.window = MemoryPolicy.for_stream(self.memory_window_s, sample.fps).window_frames
         self.block = max(1, (self.window or 0) // 4)
         self.prefix_misses = 0  # steps whose request edited the prefix (bounded memory's drops)
 

@@ -216,11 +216,10 @@ def _run_shard(
         loaded = load_model(cfg.model, placement=placement, adapter_dir=adapter)
 
         def config_for(sample):
-            window = math.ceil(cfg.memory_window * sample.fps) if cfg.memory_window > 0 else None
             return SessionConfig(
                 silence_threshold=cfg.silence_threshold,
                 max_new_tokens=cfg.max_new_tokens,
-                memory=MemoryPolicy(window_frames=window),
+                memory=MemoryPolicy.for_stream(cfg.memory_window, sample.fps),
                 visual_tokens_per_frame=cfg.visual_tokens_per_frame,
             )
 

@@ -1,44 +1,29 @@
-"""The FastAPI application: the page, health, models, uploads and the realtime WebSocket (docs/server.md)."""
+"""The FastAPI application: routes only (docs/server.md). A realtime WebSocket is a ``RealtimeConnection``
+(``serve/connection.py``); the sessions are stepped by one ``InferenceWorker`` (``serve/worker.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import io
-import json
-import math
 import threading
-import time
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
-from urllib.parse import urlparse
 
-from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse
+from fastapi import FastAPI, HTTPException, Request, WebSocket
+from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, UnidentifiedImageError
+from starlette.concurrency import iterate_in_threadpool
 
 from evostreaming.serve.config import ServerConfig
-from evostreaming.serve.protocol import (
-    AUTH_PREFIX,
-    PROTOCOL,
-    ProtocolError,
-    frame_from_json,
-    question_text,
-    unpack_frame,
-)
-from evostreaming.serve.worker import FrameJob, InferenceWorker, ServedSession
+from evostreaming.serve.connection import RealtimeConnection, ServerState
+from evostreaming.serve.protocol import PROTOCOL, ProtocolError
+from evostreaming.serve.worker import InferenceWorker
 
 STATIC = Path(__file__).resolve().parent / "static"
-CLOSE_POLICY, CLOSE_FULL, CLOSE_NORMAL = 1008, 1013, 1000
 
 
 def create_app(loaded, config: ServerConfig) -> FastAPI:
     """``loaded``: a ``models.LoadedModel`` (weights shared read-only by every session)."""
-    from evostreaming.stream.memory import MemoryPolicy
-    from evostreaming.stream.session import SessionConfig, StreamingSession
-
     limits = config.limits
     model_lock = threading.Lock()  # one forward at a time: session steps and chat completions
     engine = None
@@ -46,27 +31,22 @@ def create_app(loaded, config: ServerConfig) -> FastAPI:
         from evostreaming.stream.engine import BatchEngine
 
         engine = BatchEngine(loaded.model, max_batch_tokens=config.max_batch_tokens)
-    worker = InferenceWorker(model_lock, engine)
-    sessions: set[ServedSession] = set()  # lives in the app's closure: no module-level state
+    state = ServerState(loaded, config, InferenceWorker(model_lock, engine), model_lock)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        worker.start()
+        state.worker.start()
         yield
-        worker.stop()
+        state.worker.stop()
 
-    app = FastAPI(title="evostreaming", lifespan=lifespan)
+    # no /docs or /openapi.json: they would describe the API to anyone without the key
+    app = FastAPI(title="evostreaming", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    def authorized(token: str | None) -> bool:
-        if not config.api_key:
-            return True
-        return token is not None and hmac.compare_digest(token.encode(), config.api_key.encode())
 
     def bearer(request: Request) -> None:
         header = request.headers.get("authorization", "")
         token = header[7:] if header.lower().startswith("bearer ") else None
-        if not authorized(token):
+        if not state.authorized(token):
             raise HTTPException(401, "missing or wrong API key: send 'Authorization: Bearer <key>'")
 
     @app.get("/")
@@ -75,7 +55,17 @@ def create_app(loaded, config: ServerConfig) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz():
-        return {"status": "ok", "sessions": len(sessions), "max_sessions": limits.max_sessions}
+        """Public, for load balancers and operators: alive, and how loaded (no session content)."""
+        return {
+            "status": "ok",
+            "sessions": len(state.sessions),
+            "max_sessions": limits.max_sessions,
+            "load": round(len(state.sessions) / limits.max_sessions, 4),
+            "accepting": len(state.sessions) < limits.max_sessions,
+            "model": loaded.spec,
+            "server": state.instance,
+            "worker": "batched" if engine is not None else "round-robin",
+        }
 
     @app.get("/v1/models")
     async def models(request: Request):
@@ -111,231 +101,39 @@ def create_app(loaded, config: ServerConfig) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         """Stateless, OpenAI's shape (docs/server.md): for the ``openai:`` policy, judges, ``evolve --server``."""
-        from evostreaming.serve.chat import chat_completion
+        from evostreaming.serve.chat import chat_completion, parse_request, stream_chat_completion
 
         bearer(request)
         try:
             body = await request.json()
         except ValueError as exc:
             raise HTTPException(400, f"the body is not JSON ({exc})") from exc
-
-        def run():
-            with model_lock:
-                return chat_completion(loaded, body, loaded.spec)
-
         try:
+            req = parse_request(body)
+            if req.stream:
+                lines = stream_chat_completion(loaded, req, loaded.spec, model_lock)
+                first = await asyncio.to_thread(next, lines)  # the inputs are checked before a 200 goes out
+                return StreamingResponse(_prepend(first, iterate_in_threadpool(lines)), media_type="text/event-stream")
+
+            def run():
+                with model_lock:
+                    return chat_completion(loaded, req, loaded.spec)
+
             return await asyncio.to_thread(run)
         except ProtocolError as exc:
             raise HTTPException(400, str(exc)) from exc
 
-    def new_session(settings: dict) -> StreamingSession:
-        fps = settings["fps"]
-        window = math.ceil(limits.memory_window_s * fps) if limits.memory_window_s > 0 else None
-        cfg = SessionConfig(
-            system_prompt=settings.get("system_prompt") or SessionConfig().system_prompt,
-            silence_threshold=config.silence_threshold,
-            max_new_tokens=config.max_new_tokens,
-            memory=MemoryPolicy(window_frames=window),
-            visual_tokens_per_frame=settings.get("visual_tokens_per_frame", 128),
-        )
-        return StreamingSession(loaded.model, loaded.processor, loaded.adapter, cfg)
-
     @app.websocket("/v1/realtime")
     async def realtime(ws: WebSocket):
-        offered = list(ws.scope.get("subprotocols") or [])
-        token = next((p[len(AUTH_PREFIX) :] for p in offered if p.startswith(AUTH_PREFIX)), None)
-        header = ws.headers.get("authorization", "")
-        if header.lower().startswith("bearer "):
-            token = header[7:]
-        chosen = PROTOCOL if PROTOCOL in offered else None
-        if not authorized(token):
-            await ws.close(code=CLOSE_POLICY, reason="missing or wrong API key")
-            return
-        await ws.accept(subprotocol=chosen)
-        if len(sessions) >= limits.max_sessions:
-            await ws.send_json(
-                {"type": "error", "code": "server_full", "message": f"server full: {limits.max_sessions} sessions"}
-            )
-            await ws.close(code=CLOSE_FULL, reason=f"server full ({limits.max_sessions} sessions); try again later")
-            return
-        settings = {"fps": min(0.5, limits.max_fps), "source": {"type": "client"}}
-        sess = ServedSession(new_session(settings), asyncio.get_running_loop())
-        sessions.add(sess)
-        worker.add(sess)
-        sender = asyncio.create_task(_send_events(ws, sess))
-        source_stop = threading.Event()
-        seq_counter = [0]
-        sess.emit(
-            {
-                "type": "session.created",
-                "protocol": PROTOCOL,
-                "session": {"id": sess.id, "model": loaded.spec, **settings},
-                "limits": {k: getattr(limits, k) for k in limits.__dataclass_fields__},
-            }
-        )
-        reason = "client closed"
-        try:
-            while True:
-                remaining = limits.max_session_s - (time.monotonic() - sess.started)
-                if remaining <= 0:
-                    reason = "session length limit reached"
-                    break
-                try:
-                    message = await asyncio.wait_for(ws.receive(), timeout=min(limits.idle_timeout_s, remaining))
-                except asyncio.TimeoutError:
-                    reason = "idle timeout" if remaining > limits.idle_timeout_s else "session length limit reached"
-                    break
-                if message["type"] == "websocket.disconnect":
-                    break
-                try:
-                    if message.get("bytes") is not None:
-                        _on_frame(sess, unpack_frame(message["bytes"]), settings)
-                    elif message.get("text") is not None:
-                        event = _parse(message["text"])
-                        kind = event.get("type")
-                        if kind == "input_frame":
-                            _on_frame(sess, frame_from_json(event), settings)
-                        elif kind == "conversation.item.create":
-                            text = question_text(event)
-                            if len(text) > limits.max_question_chars:
-                                raise ProtocolError(
-                                    "question_too_long", f"a question is at most {limits.max_question_chars} characters"
-                                )
-                            sess.questions.append(text)
-                            sess.stats["questions"] += 1
-                            sess.emit({"type": "conversation.item.created", "text": text, "bound_to": "next frame"})
-                        elif kind == "session.update":
-                            _on_update(sess, event.get("session") or {}, settings, source_stop, seq_counter)
-                        elif kind == "session.close":
-                            break
-                        else:
-                            raise ProtocolError("unknown_event", f"unknown event type {kind!r}")
-                except ProtocolError as exc:
-                    sess.emit({"type": "error", "code": exc.code, "message": str(exc)})
-        except WebSocketDisconnect:
-            pass
-        finally:
-            source_stop.set()
-            worker.remove(sess)
-            sessions.discard(sess)
-            sess.emit({**sess.summary(), "reason": reason})
-            sess.emit(None)  # ends the sender
-            await sender
-            try:
-                await ws.close(code=CLOSE_NORMAL, reason=reason)
-            except RuntimeError:
-                pass  # already closed by the client
+        await RealtimeConnection(ws, state).run()
 
-    def _on_frame(sess: ServedSession, frame, settings: dict) -> None:
-        sess.stats["received"] += 1
-        if len(frame.data) > limits.max_frame_bytes:
-            sess.dropped(frame.seq, "size", f"frame of {len(frame.data)} bytes; the limit is {limits.max_frame_bytes}")
-            return
-        now = time.monotonic()
-        min_gap = 1.0 / limits.max_fps
-        if sess.last_frame_at is not None and now - sess.last_frame_at < min_gap:
-            sess.dropped(frame.seq, "rate", f"frames faster than the server's limit of {limits.max_fps} per second")
-            return
-        sess.last_frame_at = now
-        questions, sess.questions = sess.questions, []  # bound to this frame: the next one after them
-        # decoded off the event loop, with the image processor (the worker's prepare pool)
-        _submit(sess, FrameJob(frame.seq, frame.time, None, questions), decode=lambda: _decode(frame.data))
-
-    def _submit(sess: ServedSession, job: FrameJob, decode=None) -> None:
-        """Hand a frame to the worker (from the event loop or a source thread: ``worker.submit`` locks)."""
-        replaced = worker.submit(sess, job, decode)
-        if replaced is not None:
-            sess.dropped(replaced.seq, "superseded", "a newer frame arrived before this one was processed")
-
-    def _on_update(sess, update: dict, settings: dict, source_stop: threading.Event, seq_counter: list) -> None:
-        if "fps" in update:
-            fps = float(update["fps"])
-            if not 0 < fps <= limits.max_fps:
-                raise ProtocolError("bad_setting", f"fps must be in (0, {limits.max_fps}]")
-            settings["fps"] = fps
-        for key in ("system_prompt", "visual_tokens_per_frame"):
-            if key in update:
-                if sess.stats["decisions"] or sess.pending is not None:
-                    raise ProtocolError("bad_setting", f"{key} can only change before the first frame")
-                settings[key] = update[key]
-                worker.replace_session(sess, new_session(settings))
-        source = update.get("source")
-        if source and source.get("type") in ("upload", "url"):
-            spec = _source_spec(source)
-            settings["source"] = source
-            source_stop.set()
-            source_stop.clear()
-            threading.Thread(
-                target=_read_source, args=(sess, spec, settings["fps"], source_stop, seq_counter), daemon=True
-            ).start()
-        sess.emit({"type": "session.updated", "session": {"id": sess.id, **settings}})
-
-    def _source_spec(source: dict) -> str:
-        if source["type"] == "upload":
-            name = str(source.get("id", ""))
-            path = config.upload_dir / name
-            if not name.startswith("up_") or "/" in name or not path.is_file():
-                raise ProtocolError("bad_source", f"no upload {name!r} on this server (POST /v1/uploads first)")
-            return str(path)
-        url = str(source.get("url", ""))
-        parsed = urlparse(url)
-        if parsed.scheme not in ("rtsp", "rtsps", "http", "https") or not parsed.hostname:
-            raise ProtocolError("bad_source", f"{url!r}: an rtsp:// or http(s):// URL is needed")
-        if parsed.hostname not in config.allowed_url_hosts:
-            raise ProtocolError(
-                "url_not_allowed",
-                f"the server does not read from {parsed.hostname!r}; its operator allows: "
-                f"{', '.join(config.allowed_url_hosts) or 'no host'} (serve --allow-url-host)",
-            )
-        return url
-
-    def _read_source(sess: ServedSession, spec: str, fps: float, stop: threading.Event, seq_counter: list) -> None:
-        """Read a server-side source in real time and feed its frames like client frames."""
-        from evostreaming.video.sources import VideoSourceError, open_source
-
-        start = time.monotonic()
-        try:
-            for frame in open_source(spec, fps=fps):
-                if stop.is_set() or sess.closed:
-                    return
-                stop.wait(max(0.0, start + frame.time - time.monotonic()))  # paced at the stream's own clock
-                if stop.is_set() or sess.closed:
-                    return
-                seq_counter[0] += 1
-                sess.stats["received"] += 1
-                questions, sess.questions = sess.questions, []
-                _submit(sess, FrameJob(seq_counter[0], frame.time, frame.image, questions))
-            sess.emit({"type": "source.ended", "message": "the source has no more frames"})
-        except (VideoSourceError, OSError, ValueError) as exc:
-            sess.emit({"type": "error", "code": "source_failed", "message": str(exc)})
-
-    app.state.sessions = sessions
-    app.state.worker = worker
+    app.state.sessions = state.sessions
+    app.state.worker = state.worker
+    app.state.server = state
     return app
 
 
-def _decode(data: bytes) -> Image.Image:
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"not a JPEG/PNG/WebP image ({exc})") from exc
-    return image.convert("RGB")
-
-
-def _parse(text: str) -> dict:
-    try:
-        event = json.loads(text)
-    except ValueError as exc:
-        raise ProtocolError("bad_json", f"not JSON ({exc})") from exc
-    if not isinstance(event, dict):
-        raise ProtocolError("bad_json", "an event is a JSON object with a 'type'")
-    return event
-
-
-async def _send_events(ws: WebSocket, sess: ServedSession) -> None:
-    while (event := await sess.out.get()) is not None:
-        try:
-            await ws.send_json(event)
-        except (WebSocketDisconnect, RuntimeError):
-            return
+async def _prepend(first, rest):
+    yield first
+    async for item in rest:
+        yield item

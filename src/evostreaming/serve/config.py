@@ -19,9 +19,18 @@ class Limits:
     max_upload_bytes: int = 500_000_000
     max_question_chars: int = 2000
     memory_window_s: float = 120.0  # bounded memory for every served session (0 = unbounded)
+    max_frame_pixels: int = 8_388_608  # 4K UHD; read from the image header before decoding
+    max_prompt_chars: int = 8000  # a session's system prompt
 
     def __post_init__(self) -> None:
-        for name in ("max_sessions", "max_frame_bytes", "max_upload_bytes", "max_question_chars"):
+        for name in (
+            "max_sessions",
+            "max_frame_bytes",
+            "max_upload_bytes",
+            "max_question_chars",
+            "max_frame_pixels",
+            "max_prompt_chars",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(self, name)}")
         for name in ("max_fps", "idle_timeout_s", "max_session_s"):

@@ -16,6 +16,7 @@ measure against).
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import threading
 import time
@@ -24,10 +25,38 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
+from evostreaming.serve.protocol import (
+    ErrorEvent,
+    FrameDecision,
+    FrameDropped,
+    ResponseCreated,
+    ResponseDone,
+    ResponseTextDelta,
+    SessionStats,
+)
 from evostreaming.stream.engine import BatchEngine, Ticket
 from evostreaming.stream.session import StreamingSession
+
+
+class FrameTooLarge(ValueError):
+    """A frame over the server's pixel cap (``--max-frame-pixels``), caught from its header."""
+
+
+def decode_frame(data: bytes, max_pixels: int) -> Image.Image:
+    """The frame's RGB image; its size is read from the header and checked before any pixel is decoded."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        w, h = image.size
+        if w * h > max_pixels:
+            raise FrameTooLarge(f"a {w}x{h} frame; the server's limit is {max_pixels} pixels (--max-frame-pixels)")
+        image.load()
+    except Image.DecompressionBombError as exc:  # PIL's own cap, far above ours: same answer
+        raise FrameTooLarge(f"{exc}; the server's limit is {max_pixels} pixels") from exc
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"not a JPEG/PNG/WebP image ({exc})") from exc
+    return image.convert("RGB")
 
 
 @dataclass
@@ -63,22 +92,21 @@ class ServedSession:
 
     def summary(self) -> dict:
         s = self.stats
-        return {
-            "type": "session.stats",
-            "session_id": self.id,
-            "frames_received": s["received"],
-            "decisions": s["decisions"],
-            "responses": s["responses"],
-            "dropped": {k[len("dropped:") :]: v for k, v in s.items() if k.startswith("dropped:")},
-            "questions": s["questions"],
-            "cache_tokens": self.session.cache_tokens,
-            "cache_bytes": self.session.cache_bytes,
-            "seconds": round(time.monotonic() - self.started, 3),
-        }
+        return SessionStats(
+            session_id=self.id,
+            frames_received=s["received"],
+            decisions=s["decisions"],
+            responses=s["responses"],
+            dropped={k[len("dropped:") :]: v for k, v in s.items() if k.startswith("dropped:")},
+            questions=s["questions"],
+            cache_tokens=self.session.cache_tokens,
+            cache_bytes=self.session.cache_bytes,
+            seconds=round(time.monotonic() - self.started, 3),
+        ).dump()
 
     def dropped(self, seq: int, reason: str, message: str) -> None:
         self.stats[f"dropped:{reason}"] += 1
-        self.emit({"type": "frame.dropped", "seq": seq, "reason": reason, "message": message})
+        self.emit(FrameDropped(seq=seq, reason=reason, message=message).dump())
 
 
 class InferenceWorker(threading.Thread):
@@ -200,7 +228,8 @@ class InferenceWorker(threading.Thread):
         except Exception as exc:
             with self._cond:  # its questions wait for the next frame, as for a frame never sent
                 sess.questions[:0] = job.questions
-            sess.dropped(job.seq, "decode", f"not a readable JPEG/PNG/WebP image ({exc})")
+            reason = "pixels" if isinstance(exc, FrameTooLarge) else "decode"
+            sess.dropped(job.seq, reason, str(exc))
             return None
 
     def _start(self, sess: ServedSession, job: FrameJob) -> None:
@@ -264,35 +293,25 @@ class _StepEvents:
         sess, s = self.sess, self.sess.session
         sess.stats["decisions"] += 1
         sess.emit(
-            {
-                "type": "frame.decision",
-                "seq": self.job.seq,
-                "time": self.job.time,
-                "action": "silent" if decision.silent else "respond",
-                "p_silent": decision.silence_prob,
+            FrameDecision(
+                seq=self.job.seq,
+                time=self.job.time,
+                action="silent" if decision.silent else "respond",
+                p_silent=decision.silence_prob,
                 # from the frame's arrival: decoding, waiting for the batch, the forward
-                "step_ms": round(1000 * (time.perf_counter() - self.job.arrived), 2),
-                "cache_tokens": s.cache_tokens,
-                "cache_bytes": s.cache_bytes,
-                "question": self.question,
-            }
+                step_ms=round(1000 * (time.perf_counter() - self.job.arrived), 2),
+                cache_tokens=s.cache_tokens,
+                cache_bytes=s.cache_bytes,
+                question=self.question,
+            ).dump()
         )
         if not decision.silent:
-            sess.emit(
-                {
-                    "type": "response.created",
-                    "response_id": self.response_id,
-                    "seq": self.job.seq,
-                    "time": self.job.time,
-                }
-            )
+            sess.emit(ResponseCreated(response_id=self.response_id, seq=self.job.seq, time=self.job.time).dump())
 
     def token(self, ids: list[int]) -> None:
         text = self.sess.session.tokenizer.decode(ids, skip_special_tokens=True)
         if len(text) > len(self.sent) and text.startswith(self.sent):
-            self.sess.emit(
-                {"type": "response.output_text.delta", "response_id": self.response_id, "delta": text[len(self.sent) :]}
-            )
+            self.sess.emit(ResponseTextDelta(response_id=self.response_id, delta=text[len(self.sent) :]).dump())
             self.sent = text
 
     def done(self, result) -> None:
@@ -300,15 +319,14 @@ class _StepEvents:
             return
         self.sess.stats["responses"] += 1
         self.sess.emit(
-            {
-                "type": "response.done",
-                "response_id": self.response_id,
-                "seq": self.job.seq,
-                "time": self.job.time,
-                "text": result.text,
-                "tokens": result.n_tokens,
-            }
+            ResponseDone(
+                response_id=self.response_id,
+                seq=self.job.seq,
+                time=self.job.time,
+                text=result.text,
+                tokens=result.n_tokens,
+            ).dump()
         )
 
     def failed(self, exc: BaseException) -> None:
-        self.sess.emit({"type": "error", "code": "step_failed", "message": f"frame {self.job.seq}: {exc}"})
+        self.sess.emit(ErrorEvent(code="step_failed", message=f"frame {self.job.seq}: {exc}").dump())

@@ -11,6 +11,7 @@ exceed the model's range however long the stream runs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -44,6 +45,13 @@ class MemoryPolicy:
             raise ValueError(f"a bounded memory keeps at least 1 frame; got window_frames={self.window_frames}")
         if self.max_text_turns is not None and self.max_text_turns < 0:
             raise ValueError(f"max_text_turns must be >= 0; got {self.max_text_turns}")
+
+    @classmethod
+    def for_stream(cls, seconds: float, fps: float, max_text_turns: int | None = 64) -> MemoryPolicy:
+        """The window a stream at ``fps`` needs to keep ``seconds`` of frames (0 seconds: unbounded).
+        The one place seconds become frames: a session whose fps changes gets a new policy from here."""
+        window = math.ceil(seconds * fps) if seconds > 0 else None
+        return cls(window_frames=window, max_text_turns=max_text_turns)
 
     @property
     def bounded(self) -> bool:

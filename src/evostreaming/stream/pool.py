@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import AttentionInterface
@@ -49,6 +49,21 @@ class PackPlan:
     past: list[int]  # each session's slot count before the forward (to roll back)
     write: torch.Tensor
     gather: torch.Tensor
+    _masks: dict = field(default_factory=dict)
+
+    def masks(self, device) -> list[torch.Tensor | None]:
+        """Each session's causal mask, built once per forward (every layer reuses them): query j sits at
+        cache position k_len - q_len + j and sees every key up to it; a single query sees all its keys."""
+        if device not in self._masks:
+            self._masks[device] = [
+                None
+                if nq == 1
+                else (torch.arange(nk, device=device)[None, :] <= (nk - nq + torch.arange(nq, device=device))[:, None])[
+                    None, None
+                ]
+                for nq, nk in zip(self.q_lens, self.k_lens, strict=True)
+            ]
+        return self._masks[device]
 
     def cumulative(self, lens: list[int], device) -> torch.Tensor:
         return torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32, device=device)
@@ -211,14 +226,17 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
         raise RuntimeError(f"the {ATTENTION_NAME} attention runs only inside a packed forward (stream.engine)")
     if query.is_cuda and query.dtype in (torch.float16, torch.bfloat16) and _varlen() is not None:
         return _varlen_attention(module, query, key, value, plan, scaling), None
+    if len(plan.q_lens) == 1:  # one session: its keys are all the keys
+        o, _ = sdpa_attention_forward(
+            module, query, key, value, plan.masks(query.device)[0], dropout=0.0, scaling=scaling, is_causal=False
+        )
+        return o, None
     out = query.new_empty(query.shape[0], query.shape[2], query.shape[1], query.shape[3])
     q0 = k0 = 0
-    for nq, nk in zip(plan.q_lens, plan.k_lens, strict=True):
+    for nq, nk, mask in zip(plan.q_lens, plan.k_lens, plan.masks(query.device), strict=True):
         q = query[:, :, q0 : q0 + nq]
         k, v = key[:, :, k0 : k0 + nk], value[:, :, k0 : k0 + nk]
-        # query j sits at cache position nk - nq + j and sees every key up to it
-        mask = torch.arange(nk, device=q.device)[None, :] <= (nk - nq + torch.arange(nq, device=q.device))[:, None]
-        o, _ = sdpa_attention_forward(module, q, k, v, mask[None, None], dropout=0.0, scaling=scaling, is_causal=False)
+        o, _ = sdpa_attention_forward(module, q, k, v, mask, dropout=0.0, scaling=scaling, is_causal=False)
         out[:, q0 : q0 + nq] = o
         q0, k0 = q0 + nq, k0 + nk
     return out, None

@@ -163,6 +163,11 @@ class StreamingSession:
         elif self.adapter.preamble():  # the template's default system turn (or BOS), as offline
             self._queue("system", -1, self.adapter.preamble())
 
+    @classmethod
+    def of(cls, loaded, config: SessionConfig | None = None, **kwargs) -> StreamingSession:
+        """A session on a loaded model (``models.LoadedModel``), with its shared adapter."""
+        return cls(loaded.model, loaded.processor, loaded.adapter, config, **kwargs)
+
     # -- where the keys live --------------------------------------------------------------------
     @property
     def cache(self):

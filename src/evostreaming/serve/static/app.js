@@ -14,7 +14,7 @@ document.querySelectorAll(".tab").forEach((b) => b.addEventListener("click", () 
 }));
 
 function connect(onOpen) {
-  stop();
+  disconnect();  // the socket only: a camera just opened for this connection keeps running
   const token = $("token").value.trim();
   const protocols = [PROTOCOL].concat(token ? ["bearer." + token] : []);
   const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/v1/realtime";
@@ -89,6 +89,7 @@ function startFrames(video) {
 }
 
 $("start-webcam").addEventListener("click", async () => {
+  stop();
   try { stream = await navigator.mediaDevices.getUserMedia({video: true}); }
   catch (e) { error("Camera refused or missing: " + e.message); return; }
   const v = $("video"); v.srcObject = stream; await v.play();
@@ -97,12 +98,14 @@ $("start-webcam").addEventListener("click", async () => {
 
 $("file").addEventListener("change", async () => {
   const f = $("file").files[0]; if (!f) return;
+  stop();
   const v = $("video"); v.srcObject = null; v.src = URL.createObjectURL(f); await v.play();
   connect(() => startFrames(v));
 });
 
 $("start-url").addEventListener("click", () => {
   const url = $("url").value.trim(); if (!url) return;
+  stop();
   connect(() => send({type: "session.update", session: {source: {type: "url", url}}}));
 });
 
@@ -114,9 +117,13 @@ function ask() {
 $("send").addEventListener("click", ask);
 $("question").addEventListener("keydown", (e) => { if (e.key === "Enter") ask(); });
 
-function stop() {
+function disconnect() {
   clearInterval(timer); timer = null;
   if (ws) { send({type: "session.close"}); ws.close(); ws = null; }
+}
+
+function stop() {
+  disconnect();
   if (stream) { stream.getTracks().forEach((t) => t.stop()); stream = null; }
 }
 $("stop").addEventListener("click", stop);
