@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/evostreaming demo
 
-# Debian's chromium drives the browser tests (Playwright with the system browser, never a downloaded one).
+# Debian's chromium drives the browser tests (Playwright with the system browser, never a downloaded one);
+# GStreamer's RTSP server feeds the RTSP tests; nginx balances the replica test (docs/deploy.md).
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) ; } || \
@@ -30,6 +31,9 @@ system-deps:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-gi gir1.2-gst-rtsp-server-1.0 \
 		gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad) ; } || \
 		echo "note: GStreamer's RTSP server is not installed and cannot be (not root?): the RTSP tests will skip"
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) ; } || \
+		echo "note: nginx is not installed and cannot be (not root?): the replica test will skip"
 
 test: $(STAMP) system-deps
 	$(BIN)/ruff check src tests benchmarks

@@ -220,13 +220,13 @@ class RealtimePolicy(Policy):
         self.ws.send(json.dumps(event))
 
     def reset(self, sample: Sample) -> None:
-        from websockets.exceptions import InvalidHandshake, InvalidStatus
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
         from websockets.sync.client import connect
 
-        from evostreaming.serve.protocol import AUTH_PREFIX, PROTOCOL
+        from evostreaming.serve.client import HandshakeError, session_opened, subprotocols
 
         self.end()
-        protocols = [PROTOCOL] + ([AUTH_PREFIX + self.api_key] if self.api_key else [])
+        protocols = subprotocols(self.api_key)
         try:
             # entered as a context manager (websockets >= 17.1 warns otherwise); end() leaves it
             self._held = contextlib.ExitStack()
@@ -238,12 +238,17 @@ class RealtimePolicy(Policy):
             raise RealtimeError(f"{self.url}: refused with HTTP {code}{hint}") from None
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             raise RealtimeError(f"{self.url}: cannot connect ({exc}); is 'evostreaming serve' running?") from None
-        first = self._recv()
-        if first.get("type") != "session.created":
-            hint = ""
-            if first.get("code") == "server_full":
-                hint = "; lower --concurrency or start the server with a higher --max-sessions"
-            raise RealtimeError(f"{self.url}: {first.get('message', first)}{hint}")
+        try:
+            first, close = json.loads(self.ws.recv(timeout=self.timeout_s)), None
+        except ConnectionClosed as exc:
+            first, close = None, exc.rcvd
+        except TimeoutError:
+            raise RealtimeError(f"{self.url}: no session after {self.timeout_s:.0f} s") from None
+        try:
+            hint = "lower --concurrency or start the server with a higher --max-sessions"
+            first = session_opened(self.url, first, close, full_hint=hint)
+        except HandshakeError as exc:
+            raise RealtimeError(str(exc)) from None
         self.limits = first.get("limits", {})
         served = float(self.limits.get("memory_window_s", self.settings.memory_window_s))
         if served != self.settings.memory_window_s:  # the server's sessions bound memory, not this client

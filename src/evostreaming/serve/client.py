@@ -21,6 +21,37 @@ from PIL import Image
 from evostreaming.serve.protocol import AUTH_PREFIX, PROTOCOL, pack_frame
 
 
+class HandshakeError(ConnectionError):
+    """The server would not open a session: the reason, and what to do about it."""
+
+
+def subprotocols(api_key: str | None) -> list[str]:
+    """The WebSocket subprotocols a client offers: the protocol, and the key (browsers cannot set headers)."""
+    return [PROTOCOL] + ([AUTH_PREFIX + api_key] if api_key else [])
+
+
+def session_opened(
+    url: str,
+    first: dict | None,
+    close=None,
+    full_hint: str = "try later, or start the server with a higher --max-sessions",
+) -> dict:
+    """The realtime handshake's one check, shared by ``RealtimeClient`` (``connect``) and the ``realtime:``
+    evaluation policy: ``first`` is the server's first event (or None when the socket closed first, with
+    ``close`` its close frame). Returns ``session.created``; raises ``HandshakeError`` with the cause."""
+    if first is not None and first.get("type") == "session.created":
+        return first
+    code = getattr(close, "code", None)
+    if code == 1008:
+        raise HandshakeError(f"{url}: wrong or missing API key (api_key=KEY, --api-key or EVOSTREAMING_API_KEY)")
+    if code == 1013 or (first or {}).get("code") == "server_full":
+        message = (first or {}).get("message") or getattr(close, "reason", "") or "server full"
+        raise HandshakeError(f"{url}: {message}; {full_hint}")
+    if first is None:
+        raise HandshakeError(f"{url}: the server closed the connection before opening a session ({close})")
+    raise HandshakeError(f"{url}: {first.get('message', first)}")
+
+
 class RealtimeClient:
     def __init__(self, url: str, api_key: str | None = None, *, open_timeout: float = 30.0):
         self.url, self.api_key, self.open_timeout = url, api_key, open_timeout
@@ -29,13 +60,18 @@ class RealtimeClient:
 
     async def __aenter__(self) -> RealtimeClient:
         from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed
 
-        protocols = [PROTOCOL] + ([AUTH_PREFIX + self.api_key] if self.api_key else [])
-        self.ws = await connect(self.url, subprotocols=protocols, open_timeout=self.open_timeout, max_size=None)
-        first = await self.next_event()
-        if first.get("type") != "session.created":
-            raise ConnectionError(f"{self.url}: {first.get('message', first)}")
-        self.session = first
+        self.ws = await connect(
+            self.url, subprotocols=subprotocols(self.api_key), open_timeout=self.open_timeout, max_size=None
+        )
+        try:
+            first, close = await self.next_event(), None
+        except ConnectionClosed as exc:
+            first, close = None, exc.rcvd
+        if first is None or first.get("type") != "session.created":
+            await self.ws.close()
+        self.session = session_opened(self.url, first, close)
         return self
 
     async def __aexit__(self, *exc) -> None:
