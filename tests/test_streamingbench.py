@@ -72,8 +72,12 @@ def test_oracle_scores_100_and_silence_0_and_streamingbenchs_own_metrics_follow(
     assert projected["parameters"]["proactive_time_tolerance_s"] == 2.0
     refused = CliRunner().invoke(app, ["eval", "report", str(tmp_path / "oracle"), "--as", "ovo"])
     assert refused.exit_code == 2 and "score-ovo" in refused.output
+    # PAUC needs an LLM judge, and ProactiveVideoQA's samples: each refusal says which
     refused = CliRunner().invoke(app, ["eval", "report", str(tmp_path / "oracle"), "--as", "proactivevideoqa"])
-    assert refused.exit_code == 2 and "2507.09313" in " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "--judge openai:" in " ".join(refused.output.split())
+    judge = ["--judge", "openai:http://127.0.0.1:9/v1,model=m"]
+    refused = CliRunner().invoke(app, ["eval", "report", str(tmp_path / "oracle"), "--as", "proactivevideoqa", *judge])
+    assert refused.exit_code == 2 and "not ProactiveVideoQA" in " ".join(refused.output.split())
     run_protocol(samples, AlwaysSilent(), tmp_path / "silent")
     assert write_report(tmp_path / "silent", timelines=0)["overall"] == 0.0
     silent = streamingbench_metrics(samples, read_trajectories(tmp_path / "silent"))

@@ -112,7 +112,10 @@ def eval_report(
     judge: JudgeOpt = "rule",
     timelines: TimelinesOpt = 50,
     as_: str = typer.Option(
-        "realstreameval", "--as", help="realstreameval (default) or streamingbench (that benchmark's own metrics)"
+        "realstreameval",
+        "--as",
+        help="realstreameval (default), or a benchmark whose own metric scores the run: streamingbench, "
+        "proactivevideoqa (PAUC; needs --judge openai:URL,model=NAME)",
     ),
 ) -> None:
     """Re-score saved trajectories (no model needed) and rewrite summary.json, report.md, timelines."""
@@ -123,7 +126,7 @@ def eval_report(
     if not (output / "trajectories.jsonl").exists():
         fail(f"{output}: no trajectories.jsonl; run 'evostreaming eval run --output {output}' first")
     if as_ != "realstreameval":
-        _project(output, as_)
+        _project(output, as_, judge)
         return
     scorer = make_judge(judge, cache_dir=output / "judge-cache")
     if hasattr(scorer, "check"):
@@ -133,45 +136,25 @@ def eval_report(
     _print_summary(summary, output)
 
 
-# Scoring a saved log under another benchmark's own protocol: what each projection reads and why some
-# cannot (their protocol scores something a streaming trajectory does not hold).
-PROJECTIONS_REFUSED = {
-    "ovo": "OVO-Bench's own protocol scores offline prediction files (use 'eval score-ovo' on them); a streaming "
-    "trajectory holds no per-probe offline predictions",
-    "proactivevideoqa": "ProactiveVideoQA's PAUC (introduced by ProactiveBench, arXiv 2507.09313) is not implemented: "
-    "its exact definition and reference code are not available offline here, and a guessed variant would not be "
-    "comparable; the RealStreamEval score of the same log is 'eval report DIR'",
-}
-
-
-def _project(output: Path, protocol: str) -> None:
+def _project(output: Path, name: str, judge: str) -> None:
+    """A saved run scored by a benchmark's own metric (its registry entry's), beside RealStreamEval's."""
     import json
 
-    from evostreaming.eval.benchmarks.streamingbench import PROACTIVE_TOLERANCE_S, streamingbench_metrics
-    from evostreaming.eval.protocol import read_trajectories
-    from evostreaming.eval.schema import Sample
-    from evostreaming.utils.jobs import write_json
+    from evostreaming.eval.benchmarks import BENCHMARKS
+    from evostreaming.eval.schema import SampleFormatError
+    from evostreaming.utils.jobs import folder_lock
 
-    if protocol in PROJECTIONS_REFUSED:
-        fail(f"--as {protocol}: {PROJECTIONS_REFUSED[protocol]}")
-    if protocol != "streamingbench":
-        fail(f"--as {protocol!r}: use realstreameval or streamingbench")
-    rows = [r for r in read_trajectories(output) if not r.get("error")]
-    samples = [Sample.model_validate(r["sample"]) for r in rows]
-    if not samples or any(s.meta.get("source") != "streamingbench" for s in samples):
-        fail(f"--as streamingbench: {output} holds samples that are not StreamingBench's (--benchmark streamingbench)")
-    summary = streamingbench_metrics(samples, rows)
-    summary.update(
-        protocol_version="count.py@8929923",
-        parameters={
-            "real_time": "the letter of the first reply at or after the question",
-            "proactive_time_tolerance_s": PROACTIVE_TOLERANCE_S,
-            "proactive_reply": "the last reply; answer correct if the gold string is contained in it",
-        },
-        samples=len(samples),
-    )
-    write_json(output / "summary.streamingbench.json", summary)
-    console.print_json(json.dumps({k: summary[k] for k in ("protocol", "real_time_accuracy", "samples")}))
+    if name not in BENCHMARKS:
+        fail(f"--as {name!r}: use realstreameval or one of {', '.join(BENCHMARKS.names())}")
+    bench = BENCHMARKS.get(name)
+    if bench.metric is None:
+        fail(f"--as {name}: {bench.no_metric or 'this benchmark has no metric of its own; eval report DIR scores it'}")
+    try:
+        with folder_lock(output):
+            summary = bench.metric.report(output, judge)
+    except (SampleFormatError, ValueError) as exc:
+        fail(str(exc))
+    console.print_json(json.dumps({k: summary[k] for k in bench.metric.headline if k in summary}))
 
 
 def _print_summary(summary: dict, output: Path) -> None:

@@ -17,7 +17,6 @@ import copy
 import io
 import json
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from evostreaming.eval.policies import Policy, PolicyStep
 from evostreaming.eval.schema import Sample
 from evostreaming.stream.memory import MemoryPolicy
 from evostreaming.utils.errors import UserError
+from evostreaming.utils.openai_spec import parse_spec, redact, split_spec
 from evostreaming.utils.registry import Registry
 
 FORMS = "openai:URL,model=NAME (vLLM, SGLang, evostreaming serve) or realtime:ws://HOST:PORT/v1/realtime"
@@ -49,24 +49,12 @@ class RemoteSettings:
 REMOTE_POLICIES: Registry[type[Policy]] = Registry("remote policy", hint=FORMS)
 
 
-def split_spec(spec: str) -> tuple[str, str, dict[str, str]]:
-    """``scheme:URL,key=value,...`` -> (scheme, URL, options)."""
-    scheme, _, rest = spec.partition(":")
-    url, _, tail = rest.partition(",")
-    opts = dict(p.split("=", 1) for p in tail.split(",") if "=" in p)
-    return scheme, url, opts
-
-
-def redact(spec: str | None) -> str | None:
-    """The spec as files record it: an ``api_key=`` value never reaches run.json or the job identity."""
-    return re.sub(r"(api_key=)[^,]*", r"\1***", spec) if spec else spec
-
-
 def check_remote_spec(spec: str) -> None:
     """A clear error for a malformed ``--policy`` before anything runs."""
     scheme, url, opts = split_spec(spec)
     if scheme not in REMOTE_POLICIES:
-        raise ValueError(f"--policy {spec!r}: use {FORMS}")
+        raise ValueError(f"--policy {redact(spec)!r}: use {FORMS}")
+    parse_spec(spec, flag="--policy")  # one parser for every endpoint spec: an unknown option is named here
     form = REMOTE_POLICIES.get(scheme).usage(url, opts)
     if form:
         raise ValueError(f"--policy {spec!r}: use {form}")
@@ -94,7 +82,7 @@ def trim_history(messages: list[dict], window: int, block: int) -> int:
 
 
 def _api_key(opts: dict[str, str]) -> str | None:
-    return opts.get("api_key") or os.environ.get("EVOSTREAMING_API_KEY") or None
+    return opts.get("api_key") or os.environ.get("EVOSTREAMING_API_KEY") or None  # as parse_spec, minus OPENAI's
 
 
 class RemoteUnavailable(UserError, RuntimeError):

@@ -12,10 +12,22 @@ from evostreaming.utils.registry import Registry
 
 
 @dataclass(frozen=True)
+class Metric:
+    """A benchmark's own metric over a saved run (``eval report RUN --as BENCHMARK``): ``report(run folder,
+    --judge spec)`` computes it from the trajectories, writes ``summary.<benchmark>.json`` and returns it."""
+
+    name: str
+    report: Callable[[Path, str], dict]
+    headline: tuple[str, ...]  # the summary's keys printed by the CLI
+
+
+@dataclass(frozen=True)
 class Benchmark:
     # (data file or folder, folder the video paths are relative to or None, fps override or None)
     load: Callable[[Path, Path | None, float | None], list[Sample]]
     help: str  # one line for ``eval run --help``
+    metric: Metric | None = None  # its own metric, beside RealStreamEval's score of the same run
+    no_metric: str | None = None  # why a saved run cannot be scored by its own protocol (said by --as)
 
 
 BENCHMARKS: Registry[Benchmark] = Registry(

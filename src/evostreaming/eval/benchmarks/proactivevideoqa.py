@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from evostreaming.eval.benchmarks import BENCHMARKS, Benchmark
+from evostreaming.eval.benchmarks import BENCHMARKS, Benchmark, Metric
 from evostreaming.eval.schema import GoldAnswer, Sample, SampleFormatError, UserTurn
 
 SUBSETS = ("WEB", "EGO", "TV", "VAD")
@@ -41,9 +41,12 @@ def _item(item: dict, subset: str, video_root: Path, fps: float) -> Sample:
         if turn.get("role") != "user" or not str(turn.get("content", "")).strip():
             raise SampleFormatError("field 'conversation': every turn is a user turn with content")
         turns.append(UserTurn(time=float(turn["time"]), text=str(turn["content"]).strip()))
-    answers = []
+    answers, pauc_turns = [], []
     for a in item["answer"]:
         related, reply = _span(item, a, "related_timespan"), _span(item, a, "reply_timespan")
+        pauc_turns.append(
+            {"content": str(a.get("content", "")).strip(), "reply": list(reply), "related": list(related)}
+        )
         start = min(related[0], reply[0])
         answers.append(
             GoldAnswer(
@@ -66,7 +69,12 @@ def _item(item: dict, subset: str, video_root: Path, fps: float) -> Sample:
         regime="FAR",
         turns=sorted(turns, key=lambda t: t.time),
         answers=sorted(answers, key=lambda a: a.time),
-        meta={"source": "proactivevideoqa", "subset": subset},
+        # PAUC (eval report --as proactivevideoqa) reads each turn's own spans and the question
+        meta={
+            "source": "proactivevideoqa",
+            "subset": subset,
+            "pauc": {"question": turns[0].text if turns else "", "turns": pauc_turns},
+        },
     )
 
 
@@ -101,4 +109,17 @@ def _load(data: Path, videos: Path | None, fps: float | None):
     return load_proactivevideoqa(data, videos, fps or 0.5)
 
 
-BENCHMARKS.register("proactivevideoqa", Benchmark(_load, "ProactiveVideoQA anno.json (a subset or all four)"))
+def _pauc_report(output: Path, judge: str) -> dict:
+    from evostreaming.eval.benchmarks.pauc import report
+
+    return report(output, judge)
+
+
+BENCHMARKS.register(
+    "proactivevideoqa",
+    Benchmark(
+        _load,
+        "ProactiveVideoQA anno.json (a subset or all four)",
+        metric=Metric("PAUC", _pauc_report, ("overall", "judge_failures")),
+    ),
+)

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from evostreaming.eval.benchmarks import BENCHMARKS, Benchmark
+from evostreaming.eval.benchmarks import BENCHMARKS, Benchmark, Metric
 from evostreaming.eval.schema import GoldAnswer, Sample, SampleFormatError, UserTurn
 
 PROACTIVE_TOLERANCE_S = 2.0  # StreamingBench's count.py: |reply time - ground truth| <= 2 s
@@ -188,6 +188,36 @@ def _load(data: Path, videos: Path | None, fps: float | None):
     return load_streamingbench(data, videos, StreamingBenchMapping(fps=fps or 0.5))
 
 
+def report(output: Path, judge: str | None = None) -> dict:
+    """StreamingBench's own metrics of a saved run (``eval report --as streamingbench``); no judge."""
+    from evostreaming.eval.protocol import read_trajectories
+    from evostreaming.utils.jobs import write_json
+
+    rows = [r for r in read_trajectories(output) if not r.get("error")]
+    samples = [Sample.model_validate(r["sample"]) for r in rows]
+    if not samples or any(s.meta.get("source") != "streamingbench" for s in samples):
+        raise SampleFormatError(
+            f"--as streamingbench: {output} holds samples that are not StreamingBench's (--benchmark streamingbench)"
+        )
+    summary = streamingbench_metrics(samples, rows)
+    summary.update(
+        protocol_version="count.py@8929923",
+        parameters={
+            "real_time": "the letter of the first reply at or after the question",
+            "proactive_time_tolerance_s": PROACTIVE_TOLERANCE_S,
+            "proactive_reply": "the last reply; answer correct if the gold string is contained in it",
+        },
+        samples=len(samples),
+    )
+    write_json(output / "summary.streamingbench.json", summary)
+    return summary
+
+
 BENCHMARKS.register(
-    "streamingbench", Benchmark(_load, "StreamingBench question files (real-time MC, proactive output)")
+    "streamingbench",
+    Benchmark(
+        _load,
+        "StreamingBench question files (real-time MC, proactive output)",
+        metric=Metric("StreamingBench", report, ("protocol", "real_time_accuracy", "samples")),
+    ),
 )

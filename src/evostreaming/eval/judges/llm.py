@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from evostreaming.eval.judges.rule import RuleJudge
 from evostreaming.eval.schema import GoldAnswer
 from evostreaming.utils.errors import UserError
 from evostreaming.utils.openai_client import ChatClient, RemoteError
+from evostreaming.utils.openai_spec import parse_spec
 
 JUDGE_PROMPT = """You grade answers from a video assistant.
 Question context: {question}
@@ -104,15 +104,13 @@ class OpenAIJudge(Judge):
 
 
 def _from_spec(args: str | None, cache_dir: Path | None) -> OpenAIJudge:
-    """``URL,model=NAME[,key=ENVVAR]`` (the API key is read from ENVVAR, default OPENAI_API_KEY)."""
-    parts = (args or "").split(",")
-    url, opts = parts[0], dict(p.split("=", 1) for p in parts[1:] if "=" in p)
-    if not url or "model" not in opts:
-        raise ValueError(
-            f"judge 'openai:{args or ''}': add ',model=NAME' (e.g. openai:http://localhost:8000/v1,model=Qwen2.5-7B)"
-        )
-    key = os.environ.get(opts.get("key", "OPENAI_API_KEY"))
-    return OpenAIJudge(url, opts["model"], api_key=key, cache_dir=cache_dir)
+    """``URL,model=NAME[,api_key=KEY]``, read by the one endpoint-spec parser (``utils.openai_spec``: the
+    key from ``api_key=``, else EVOSTREAMING_API_KEY or OPENAI_API_KEY; the old ``key=ENVVAR`` still
+    works, with a deprecation message)."""
+    spec = parse_spec(f"openai:{args or ''}", flag="--judge", need_model=True)
+    if not spec.url:
+        raise ValueError("--judge openai:URL,model=NAME: the URL is missing")
+    return OpenAIJudge(spec.url, spec.model, api_key=spec.api_key, cache_dir=cache_dir)
 
 
 JUDGES.register("openai", _from_spec)

@@ -12,4 +12,12 @@ def _load(data: Path, videos: Path | None, fps: float | None):
     return load_ovo(data, videos, OVOMapping(fps=fps or 0.5))
 
 
-BENCHMARKS.register("ovo", Benchmark(_load, "OVO-Bench's ovo_bench_new.json"))
+BENCHMARKS.register(
+    "ovo",
+    Benchmark(
+        _load,
+        "OVO-Bench's ovo_bench_new.json",
+        no_metric="OVO-Bench's own protocol scores offline prediction files (use 'eval score-ovo' on them); a "
+        "streaming trajectory holds no per-probe offline predictions",
+    ),
+)
