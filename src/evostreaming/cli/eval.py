@@ -203,31 +203,13 @@ def eval_score_ovo(
 
     from rich.table import Table
 
-    from evostreaming.eval.benchmarks.ovo.score import (
-        OVOPredictionError,
-        check_against_annotations,
-        load_predictions,
-        missing_tasks,
-        score_predictions,
-    )
+    from evostreaming.eval.benchmarks import BENCHMARKS
 
-    for path in (annotations, predictions):
-        if not path.exists():
-            fail(f"{path}: no such file or folder")
-    try:
-        preds = load_predictions(predictions)
-        coverage = check_against_annotations(preds, annotations)
-        result = score_predictions(preds)
-    except OVOPredictionError as exc:
+    try:  # OVO-Bench's registry entry carries its original scorer
+        result = BENCHMARKS.get("ovo").offline(annotations, predictions, allow_missing)
+    except ValueError as exc:
         fail(str(exc))
-    missing = missing_tasks(coverage)
-    if missing and not allow_missing:
-        fail(
-            f"{predictions}: no predictions for task(s) {', '.join(missing)} of {annotations}, so an overall would "
-            "cover only part of OVO-Bench; add their files, or pass --allow-missing to score the rest"
-        )
-    result["coverage"] = coverage
-    result["missing_tasks"] = missing
+    missing = result["missing_tasks"]
     table = Table(title=f"OVO-Bench (original protocol): {predictions}")
     table.add_column("task / category")
     table.add_column("score", justify="right")

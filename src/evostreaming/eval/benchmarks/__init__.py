@@ -28,6 +28,9 @@ class Benchmark:
     help: str  # one line for ``eval run --help``
     metric: Metric | None = None  # its own metric, beside RealStreamEval's score of the same run
     no_metric: str | None = None  # why a saved run cannot be scored by its own protocol (said by --as)
+    # its original offline scorer of prediction files, when it has one (``eval score-ovo``):
+    # (annotations, predictions folder, allow_missing) -> scores; ValueError for bad or partial input
+    offline: Callable[[Path, Path, bool], dict] | None = None
 
 
 BENCHMARKS: Registry[Benchmark] = Registry(

@@ -162,3 +162,23 @@ def check_against_annotations(preds: dict[str, list[dict]], annotations: Path) -
 def missing_tasks(coverage: dict[str, dict[str, int]]) -> list[str]:
     """Annotated tasks without a single prediction (a category's files left out)."""
     return [t for t, c in coverage.items() if c["annotated"] and not c["predicted"]]
+
+
+def score_files(annotations: Path, predictions: Path, allow_missing: bool = False) -> dict:
+    """OVO-Bench's original scores of a predictions folder against its annotations, with the coverage
+    (``OVOPredictionError`` for a bad file, or for whole tasks missing unless ``allow_missing``)."""
+    for path in (annotations, predictions):
+        if not Path(path).exists():
+            raise OVOPredictionError(f"{path}: no such file or folder")
+    preds = load_predictions(predictions)
+    coverage = check_against_annotations(preds, annotations)
+    result = score_predictions(preds)
+    missing = missing_tasks(coverage)
+    if missing and not allow_missing:
+        raise OVOPredictionError(
+            f"{predictions}: no predictions for task(s) {', '.join(missing)} of {annotations}, so an overall would "
+            "cover only part of OVO-Bench; add their files, or pass --allow-missing to score the rest"
+        )
+    result["coverage"] = coverage
+    result["missing_tasks"] = missing
+    return result
