@@ -246,3 +246,24 @@ def test_chat_completions_stream_as_server_sent_events_through_the_openai_sdk(lo
             chunks[-1].choices[0].finish_reason == "length"
             and chunks[-1].usage.total_tokens == whole.usage.total_tokens
         )
+
+
+def test_the_serve_flags_come_from_the_config_fields():
+    """Each Limits and ServerConfig field with help is a `serve` flag, with that help and that check."""
+    import dataclasses
+
+    from typer.testing import CliRunner
+
+    from evostreaming.cli import app
+    from evostreaming.serve.config import Limits, ServerConfig
+
+    text = " ".join(CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "300"}).output.split())
+    for cls in (Limits, ServerConfig):
+        for f in dataclasses.fields(cls):
+            if "help" in f.metadata:
+                flag = (f.metadata.get("decls") or [f.metadata.get("flag", "--" + f.name.replace("_", "-"))])[0]
+                assert flag.split("/")[0] in text and f.metadata["help"][:30] in text, f.name
+    res = CliRunner().invoke(app, ["serve", "pocket", "--max-sessions", "0"])
+    assert res.exit_code == 2 and "--max-sessions must be >= 1" in " ".join(res.output.split())
+    res = CliRunner().invoke(app, ["serve", "pocket", "--host", "0.0.0.0"], env={"EVOSTREAMING_API_KEY": ""})
+    assert res.exit_code == 2 and "--api-key" in res.output

@@ -77,7 +77,8 @@ SilenceThresholdOpt = Annotated[
 
 def config_options(config_cls: type, into: str):
     """Give a command one option per field of the dataclass ``config_cls`` whose metadata has a
-    ``help`` (default from the field, flag from ``metadata['flag']`` or the field name) and pass them
+    ``help`` (default from the field, flag from ``metadata['flag']`` or the field name, or all of the
+    option's declarations from ``metadata['decls']``; ``metadata['envvar']`` too) and pass them
     to it as one ``config_cls(...)`` in its parameter ``into``. The help lives on the config field,
     so commands sharing a config share its flags; a ValueError from the config's own checks ends the
     command as a user error, before any work."""
@@ -88,8 +89,9 @@ def config_options(config_cls: type, into: str):
         extra = []
         for f in fields:
             flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
-            decls = (f"{flag}/--no-{flag[2:]}",) if hints[f.name] is bool else (flag,)
-            annotation = Annotated[hints[f.name], typer.Option(*decls, help=f.metadata["help"])]
+            decls = f.metadata.get("decls") or ((f"{flag}/--no-{flag[2:]}",) if hints[f.name] is bool else (flag,))
+            option = typer.Option(*decls, help=f.metadata["help"], envvar=f.metadata.get("envvar"))
+            annotation = Annotated[hints[f.name], option]
             extra.append(
                 inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=annotation)
             )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from evostreaming.cli.common import (
@@ -12,73 +10,36 @@ from evostreaming.cli.common import (
     DeviceOpt,
     DtypeOpt,
     ModelArg,
-    SilenceThresholdOpt,
+    config_options,
     console,
     fail,
 )
+from evostreaming.serve.config import Limits, ServerConfig
 
 
+@config_options(Limits, into="limits")
+@config_options(ServerConfig, into="config")
 def serve(
     model: ModelArg,
     adapter: AdapterOpt = None,
-    host: str = typer.Option("127.0.0.1", help="address to listen on; anything but loopback needs --api-key"),
-    port: int = typer.Option(8000, help="port (0: any free one; the chosen one is printed)"),
-    api_key: str | None = typer.Option(
-        None, envvar="EVOSTREAMING_API_KEY", help="bearer token every /v1 route and the WebSocket require"
-    ),
-    max_sessions: int = typer.Option(4, help="concurrent sessions; more are refused (503 / close 1013)"),
-    max_fps: float = typer.Option(4.0, help="frames per second a session may send; faster ones are dropped"),
-    max_frame_bytes: int = typer.Option(2_000_000, help="largest encoded frame accepted"),
-    max_frame_pixels: int = typer.Option(8_388_608, help="largest frame (width x height), read before decoding"),
-    max_prompt_chars: int = typer.Option(8000, help="longest system prompt a session may set"),
-    max_upload_bytes: int = typer.Option(500_000_000, help="largest upload accepted (POST /v1/uploads)"),
-    idle_timeout: float = typer.Option(120.0, help="seconds without a message before a session is closed"),
-    max_session_seconds: float = typer.Option(4 * 3600.0, help="longest a session may last"),
-    memory_window: float = typer.Option(120.0, help="seconds of frames each session keeps (0 = unbounded)"),
     allow_url_host: list[str] = typer.Option([], help="a host sessions may ask the server to read (repeatable)"),
-    upload_dir: Path = typer.Option(Path("runs/serve/uploads"), help="where uploads are written"),
-    silence_threshold: SilenceThresholdOpt = None,
-    max_new_tokens: int = typer.Option(48, help="longest response"),
-    batch: bool = typer.Option(
-        True, "--batch/--round-robin", help="one packed forward for all sessions with work, or one session at a time"
-    ),
-    max_batch_tokens: int = typer.Option(8192, help="new tokens per packed forward (--batch)"),
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
     attn: AttnOpt = "auto",
+    config: ServerConfig = None,
+    limits: Limits = None,
 ) -> None:
     """Serve MODEL to browsers and clients: the page at /, the realtime WebSocket at /v1/realtime."""
+    import dataclasses
+
     import uvicorn
 
     from evostreaming.models import ModelLoadError, load_model
     from evostreaming.models.placement import Placement
     from evostreaming.serve.app import create_app
-    from evostreaming.serve.config import Limits, ServerConfig
 
-    try:
-        limits = Limits(
-            max_sessions=max_sessions,
-            max_frame_bytes=max_frame_bytes,
-            max_frame_pixels=max_frame_pixels,
-            max_prompt_chars=max_prompt_chars,
-            max_fps=max_fps,
-            idle_timeout_s=idle_timeout,
-            max_session_s=max_session_seconds,
-            max_upload_bytes=max_upload_bytes,
-            memory_window_s=memory_window,
-        )
-        config = ServerConfig(
-            host=host,
-            port=port,
-            api_key=api_key,
-            allowed_url_hosts=tuple(allow_url_host),
-            upload_dir=upload_dir,
-            limits=limits,
-            silence_threshold=silence_threshold,
-            max_new_tokens=max_new_tokens,
-            batch=batch,
-            max_batch_tokens=max_batch_tokens,
-        )
+    try:  # the flags come from the configs' fields (their help and their checks live there)
+        config = dataclasses.replace(config, limits=limits, allowed_url_hosts=tuple(allow_url_host))
         placement = Placement(device=device, dtype=dtype, attn=attn)
     except ValueError as exc:
         fail(str(exc))
@@ -88,7 +49,9 @@ def serve(
         fail(str(exc))
     console.print(f"evostreaming serve: {model} ({loaded.adapter.family}); page at /, realtime at /v1/realtime")
     # uvicorn logs "Uvicorn running on http://HOST:PORT" once the socket is bound (clients may wait for it)
-    uvicorn.run(create_app(loaded, config), host=host, port=port, log_level="info", ws_max_size=16 * 2**20)
+    uvicorn.run(
+        create_app(loaded, config), host=config.host, port=config.port, log_level="info", ws_max_size=16 * 2**20
+    )
 
 
 def connect(

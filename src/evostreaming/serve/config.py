@@ -11,16 +11,29 @@ from pathlib import Path
 class Limits:
     """Defaults sized for a 2-core CPU machine with the pocket model (docs/server.md)."""
 
-    max_sessions: int = 4
-    max_frame_bytes: int = 2_000_000
-    max_fps: float = 4.0  # frames arriving faster are dropped with reason "rate"
-    idle_timeout_s: float = 120.0
-    max_session_s: float = 4 * 3600.0
-    max_upload_bytes: int = 500_000_000
-    max_question_chars: int = 2000
-    memory_window_s: float = 120.0  # bounded memory for every served session (0 = unbounded)
-    max_frame_pixels: int = 8_388_608  # 4K UHD; read from the image header before decoding
-    max_prompt_chars: int = 8000  # a session's system prompt
+    # each field is also its `serve` flag (cli.common.config_options): the help lives here
+    max_sessions: int = field(default=4, metadata={"help": "concurrent sessions; more are refused (close 1013)"})
+    max_frame_bytes: int = field(default=2_000_000, metadata={"help": "largest encoded frame accepted"})
+    max_fps: float = field(
+        default=4.0, metadata={"help": "frames per second a session may send; faster ones are dropped ('rate')"}
+    )
+    idle_timeout_s: float = field(
+        default=120.0,
+        metadata={"help": "seconds without a message before a session is closed", "flag": "--idle-timeout"},
+    )
+    max_session_s: float = field(
+        default=4 * 3600.0, metadata={"help": "longest a session may last, seconds", "flag": "--max-session-seconds"}
+    )
+    max_upload_bytes: int = field(default=500_000_000, metadata={"help": "largest upload accepted (POST /v1/uploads)"})
+    max_question_chars: int = field(default=2000, metadata={"help": "longest question a session may ask"})
+    memory_window_s: float = field(
+        default=120.0,
+        metadata={"help": "seconds of frames each session keeps (0 = unbounded)", "flag": "--memory-window"},
+    )
+    max_frame_pixels: int = field(
+        default=8_388_608, metadata={"help": "largest frame (width x height), read from its header before decoding"}
+    )
+    max_prompt_chars: int = field(default=8000, metadata={"help": "longest system prompt a session may set"})
 
     def __post_init__(self) -> None:
         for name in (
@@ -51,17 +64,31 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    api_key: str | None = None
+    host: str = field(
+        default="127.0.0.1", metadata={"help": "address to listen on; anything but loopback needs --api-key"}
+    )
+    port: int = field(default=8000, metadata={"help": "port (0: any free one; the chosen one is printed)"})
+    api_key: str | None = field(
+        default=None,
+        metadata={"help": "bearer token every /v1 route and the WebSocket require", "envvar": "EVOSTREAMING_API_KEY"},
+    )
     allowed_url_hosts: tuple[str, ...] = ()  # hosts a session may ask the server to read (rtsp/http)
-    upload_dir: Path = Path("runs/serve/uploads")
+    upload_dir: Path = field(default=Path("runs/serve/uploads"), metadata={"help": "where uploads are written"})
     limits: Limits = field(default_factory=Limits)
-    silence_threshold: float | None = None
-    max_new_tokens: int = 48
+    silence_threshold: float | None = field(
+        default=None,
+        metadata={"help": "silent iff P(marker) >= this (higher = more talkative); default: greedy decision"},
+    )
+    max_new_tokens: int = field(default=48, metadata={"help": "longest response"})
     # one packed forward for every session with work (stream.engine); False: one session at a time
-    batch: bool = True
-    max_batch_tokens: int = 8192  # new tokens per packed forward (a frame's turn is one chunk)
+    batch: bool = field(
+        default=True,
+        metadata={
+            "help": "one packed forward for all sessions with work, or one session at a time",
+            "decls": ("--batch/--round-robin",),
+        },
+    )
+    max_batch_tokens: int = field(default=8192, metadata={"help": "new tokens per packed forward (--batch)"})
 
     def __post_init__(self) -> None:
         if not is_loopback(self.host) and not self.api_key:
