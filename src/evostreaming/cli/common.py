@@ -12,6 +12,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from evostreaming.models.flags import HELP as PLACEMENT_HELP
+from evostreaming.models.flags import MODEL_HELP
+
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
 DEBUG = {"on": False}  # set by the root --debug option
@@ -51,17 +54,14 @@ def fail(message: str, code: int = 2) -> typing.NoReturn:
 
 
 # -- options shared by several commands (help written once) --------------------------------------
-MODEL_HELP = "model spec: pocket, pocket:DIR, tiny:<family>, a local folder or a hub id"
 ModelArg = Annotated[str, typer.Argument(help=MODEL_HELP)]
 ModelOpt = Annotated[str, typer.Option(help=MODEL_HELP)]
 AdapterOpt = Annotated[Path | None, typer.Option(help="a PEFT LoRA adapter folder to apply on the model")]
 JudgeOpt = Annotated[str, typer.Option(help="rule | embedding | openai:URL,model=NAME")]
-DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N")]
-DtypeOpt = Annotated[str, typer.Option(help="auto (bfloat16 on a GPU, float32 on the CPU), float32, bfloat16, float16")]
-AttnOpt = Annotated[str, typer.Option(help="auto (the fastest installed), sdpa, flash_attention_2 or eager")]
-DeviceMapOpt = Annotated[
-    str | None, typer.Option(help="auto: spread a model larger than one GPU over all of them (accelerate)")
-]
+DeviceOpt = Annotated[str, typer.Option(help=PLACEMENT_HELP["device"])]
+DtypeOpt = Annotated[str, typer.Option(help=PLACEMENT_HELP["dtype"])]
+AttnOpt = Annotated[str, typer.Option(help=PLACEMENT_HELP["attn"])]
+DeviceMapOpt = Annotated[str | None, typer.Option(help=PLACEMENT_HELP["device_map"])]
 VisualTokensOpt = Annotated[
     int, typer.Option(help="visual tokens per frame (the paper trains at ~128); fixed-count families ignore it")
 ]
@@ -92,8 +92,9 @@ def config_options(config_cls: type, into: str):
             decls = f.metadata.get("decls") or ((f"{flag}/--no-{flag[2:]}",) if hints[f.name] is bool else (flag,))
             option = typer.Option(*decls, help=f.metadata["help"], envvar=f.metadata.get("envvar"))
             annotation = Annotated[hints[f.name], option]
+            default = f.default if f.default is not dataclasses.MISSING else inspect.Parameter.empty  # required
             extra.append(
-                inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=annotation)
+                inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
             )
 
         @functools.wraps(command)

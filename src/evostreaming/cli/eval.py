@@ -7,97 +7,33 @@ from pathlib import Path
 import typer
 
 from evostreaming.cli.common import (
-    MODEL_HELP,
-    AdapterOpt,
     App,
-    AttnOpt,
-    DeviceMapOpt,
-    DeviceOpt,
-    DtypeOpt,
     JudgeOpt,
     OverwriteOpt,
-    SilenceThresholdOpt,
     TimelinesOpt,
-    VisualTokensOpt,
+    config_options,
     console,
     err,
     fail,
 )
-from evostreaming.eval.benchmarks import benchmark_help
-from evostreaming.eval.policies import BASELINES
+from evostreaming.eval.config import EvalRunConfig
 
 app = App(help="RealStreamEval and OVO-Bench scoring.", no_args_is_help=True)
 
 
 @app.command("run")
+@config_options(EvalRunConfig, into="cfg")
 def eval_run(
-    data: Path = typer.Option(..., help="benchmark file or folder"),
     output: Path = typer.Option(..., help="output folder (re-running the same job resumes it)"),
-    benchmark: str = typer.Option("jsonl", help=benchmark_help()),
-    videos: Path | None = typer.Option(None, help="folder the samples' video paths are relative to"),
-    model: str | None = typer.Option(None, help=MODEL_HELP),
-    baseline: str | None = typer.Option(None, help=" | ".join(BASELINES.names())),
-    policy: str | None = typer.Option(
-        None,
-        help="a model behind a server: openai:URL,model=NAME (vLLM, SGLang, evostreaming serve) or "
-        "realtime:ws://HOST:PORT/v1/realtime (evostreaming serve); api_key=KEY or EVOSTREAMING_API_KEY",
-    ),
-    concurrency: int = typer.Option(1, help="streams run at once (with --policy or --baseline)"),
-    batch_streams: int = typer.Option(
-        1, help="streams of a local --model stepped together, one packed forward per step (same results)"
-    ),
-    max_batch_tokens: int = typer.Option(8192, help="new tokens per packed forward (--batch-streams)"),
-    adapter: AdapterOpt = None,
-    judge: JudgeOpt = "rule",
-    fps: float | None = typer.Option(None, help="override the samples' frame rate (default 0.5)"),
-    limit: int | None = typer.Option(None, help="only the first N samples"),
-    silence_threshold: SilenceThresholdOpt = None,
-    memory_window: float = typer.Option(0.0, help="bounded memory, seconds of frames (0 = unbounded)"),
-    max_new_tokens: int = typer.Option(48, help="longest response"),
-    max_pixels: int = typer.Option(448 * 448, help="frame pixel budget"),
-    visual_tokens_per_frame: VisualTokensOpt = 128,
-    max_failures: int | None = typer.Option(
-        None, help="stop (exit 1) when more samples than this fail in a run; default 5% of them, at least 3"
-    ),
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
-    attn: AttnOpt = "auto",
-    device_map: DeviceMapOpt = None,
     overwrite: OverwriteOpt = False,
     timelines: TimelinesOpt = 50,
+    cfg: EvalRunConfig = None,
 ) -> None:
     """Run RealStreamEval: the model decides causally when to speak; then score and report."""
     from evostreaming.eval.protocol import TooManyFailures
-    from evostreaming.eval.run import EvalRunConfig, run_eval
+    from evostreaming.eval.run import run_eval
 
-    try:
-        cfg = EvalRunConfig(
-            benchmark=benchmark,
-            data=data,
-            videos=videos,
-            model=model,
-            adapter=adapter,
-            baseline=baseline,
-            policy=policy,
-            judge=judge,
-            fps=fps,
-            limit=limit,
-            silence_threshold=silence_threshold,
-            memory_window=memory_window,
-            max_new_tokens=max_new_tokens,
-            max_pixels=max_pixels,
-            visual_tokens_per_frame=visual_tokens_per_frame,
-            max_failures=max_failures,
-            dtype=dtype,
-            device=device,
-            attn=attn,
-            device_map=device_map,
-            concurrency=concurrency,
-            batch_streams=batch_streams,
-            max_batch_tokens=max_batch_tokens,
-        )
-    except ValueError as exc:
-        fail(str(exc))
+    # the other flags are EvalRunConfig's fields (eval/config.py: their help and their checks)
     try:
         summary = run_eval(cfg, output, console=err, overwrite=overwrite, timelines=timelines)
     except TooManyFailures as exc:

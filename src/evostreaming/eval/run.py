@@ -10,116 +10,16 @@ from __future__ import annotations
 
 import math
 from contextlib import ExitStack, nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from rich.console import Console
 
+from evostreaming.eval.config import EvalRunConfig
 from evostreaming.eval.protocol import TRAJECTORIES, TooManyFailures, merge_shards
 from evostreaming.eval.remote import redact
-from evostreaming.models.placement import Placement
 from evostreaming.utils.distributed import on_rank_zero, ranks, shut_down
-from evostreaming.utils.jobs import check_identity, ensure_writable, file_digest, folder_lock, job
-
-
-@dataclass
-class EvalRunConfig:
-    benchmark: str
-    data: Path
-    videos: Path | None = None
-    model: str | None = None
-    adapter: Path | None = None
-    baseline: str | None = None
-    policy: str | None = None  # a remote policy: openai:URL,model=NAME | realtime:WS_URL (eval/remote.py)
-    judge: str = "rule"
-    fps: float | None = None
-    limit: int | None = None
-    silence_threshold: float | None = None
-    memory_window: float = 0.0
-    max_new_tokens: int = 48
-    max_pixels: int = 448 * 448
-    visual_tokens_per_frame: int = 128
-    max_failures: int | None = None  # None: 5% of the samples to run, at least 3
-    dtype: str = "auto"
-    device: str = "auto"
-    attn: str = "auto"
-    device_map: str | None = None
-    concurrency: int = 1  # streams at once (remote policies and baselines)
-    batch_streams: int = 1  # streams of a local --model stepped together in packed forwards (stream.engine)
-    max_batch_tokens: int = 8192
-
-    def __post_init__(self) -> None:
-        from evostreaming.eval.benchmarks import BENCHMARKS
-        from evostreaming.eval.policies import BASELINES
-
-        if sum(x is not None for x in (self.model, self.baseline, self.policy)) != 1:
-            raise ValueError("give exactly one of --model, --baseline or --policy")
-        if self.policy is not None:
-            from evostreaming.eval.remote import check_remote_spec
-
-            check_remote_spec(self.policy)
-        if self.concurrency < 1:
-            raise ValueError(f"--concurrency is a number of streams >= 1; got {self.concurrency}")
-        if self.concurrency > 1 and self.model is not None:
-            raise ValueError(
-                "--concurrency runs streams at once against a server (--policy) or a baseline; a local --model "
-                "steps one stream per process: serve it ('evostreaming serve') and use --policy realtime:..., or "
-                "run several processes with 'accelerate launch' (docs/scale.md)"
-            )
-        if self.batch_streams < 1 or self.max_batch_tokens < 1:
-            raise ValueError(
-                "--batch-streams and --max-batch-tokens must be >= 1; "
-                f"got {self.batch_streams}, {self.max_batch_tokens}"
-            )
-        if self.batch_streams > 1 and self.model is None:
-            raise ValueError(
-                "--batch-streams packs the streams of a local --model into one forward; for a --policy or a "
-                "--baseline, run streams at once with --concurrency"
-            )
-        if self.benchmark not in BENCHMARKS:
-            raise ValueError(f"--benchmark {self.benchmark!r}: use one of {', '.join(BENCHMARKS.names())}")
-        if self.baseline is not None and self.baseline not in BASELINES:
-            raise ValueError(f"--baseline {self.baseline!r}: use one of {', '.join(BASELINES.names())}")
-        if not Path(self.data).exists():
-            raise ValueError(f"--data {self.data}: no such file or folder")
-        if self.videos is not None and not Path(self.videos).is_dir():
-            raise ValueError(f"--videos {self.videos}: no such folder")
-        if self.adapter is not None and not Path(self.adapter).is_dir():
-            raise ValueError(f"--adapter {self.adapter}: no such folder")
-        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
-            raise ValueError(f"--fps must be a positive number of frames per second; got {self.fps}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"--limit is a number of samples >= 1; got {self.limit} (omit it to run all)")
-        if not (math.isfinite(self.memory_window) and self.memory_window >= 0):
-            raise ValueError(f"--memory-window is seconds >= 0 (0 = unbounded); got {self.memory_window}")
-        if self.silence_threshold is not None and not 0.0 <= self.silence_threshold <= 1.0:
-            raise ValueError(f"--silence-threshold is a probability in [0, 1]; got {self.silence_threshold}")
-        if self.max_new_tokens < 1 or self.max_pixels < 1 or self.visual_tokens_per_frame < 1:
-            raise ValueError("--max-new-tokens, --max-pixels and --visual-tokens-per-frame must be >= 1")
-        if self.max_failures is not None and self.max_failures < 0:
-            raise ValueError(f"--max-failures must be >= 0; got {self.max_failures}")
-        self.placement()  # device, dtype and attention are checked there
-
-    def placement(self) -> Placement:
-        return Placement(device=self.device, dtype=self.dtype, attn=self.attn, device_map=self.device_map)
-
-    def identity(self) -> dict:
-        """Every setting that changes the trajectories (the judge only changes the report)."""
-        from evostreaming.models.loading import weights_fingerprint
-        from evostreaming.models.specs import parse_spec
-
-        # none changes a trajectory (batching is exact: tests/test_engine.py)
-        skip = ("judge", "max_failures", "device", "device_map", "concurrency", "batch_streams", "max_batch_tokens")
-        ident = {k: v for k, v in asdict(self).items() if k not in skip}
-        ident["policy"] = redact(self.policy)
-        ident["dtype"], ident["attn"] = self.placement().describe()["dtype"], self.placement().describe()["attn"]
-        samples_file = Path(self.data) / "samples.jsonl"  # a folder's samples, not its videos
-        ident["data_sha256"] = file_digest(samples_file if samples_file.is_file() else self.data)
-        if self.model:
-            ident["model_weights"] = weights_fingerprint(parse_spec(self.model).folder())
-        if self.adapter:
-            ident["adapter_weights"] = file_digest(Path(self.adapter) / "adapter_model.safetensors")
-        return ident
+from evostreaming.utils.jobs import check_identity, ensure_writable, folder_lock, job
 
 
 def run_eval(cfg: EvalRunConfig, output: Path, *, console: Console, overwrite: bool = False, timelines: int = 50):
