@@ -145,7 +145,9 @@ def test_training_conversations_are_the_tokens_the_session_feeds(family):
         s.append_reply(t.reply)
     s.sync()
     ids, _ = s.cached_inputs()
-    enc = render_conversation(s.adapter, tm.processor, DEFAULT_SYSTEM_PROMPT, turns, "<silent>")
+    enc = render_conversation(
+        s.adapter, tm.processor, DEFAULT_SYSTEM_PROMPT, turns, "<silent>", s.config.visual_tokens_per_frame
+    )
     assert torch.equal(ids, enc["input_ids"])
     trained = tm.processor.tokenizer.decode(enc["input_ids"][enc["labels"] != -100])
     assert trained.count("<silent>") == 3 and "square turns red" in trained

@@ -43,3 +43,23 @@ def test_a_fixed_count_family_ignores_the_budget():
 def test_a_budget_below_one_token_is_refused():
     with pytest.raises(ValueError, match="--visual-tokens-per-frame must be >= 1"):
         SessionConfig(visual_tokens_per_frame=0)
+
+
+def test_training_conversations_encode_frames_at_the_budget_they_are_given():
+    """LoRA rows are rendered at the session's frame budget (an argument, never adapter state): 16
+    visual tokens per frame give a shorter conversation than 128 for the same large frame."""
+    import numpy as np
+
+    from conftest import tiny
+    from evostreaming.models import adapter_for
+    from evostreaming.stream.conversation import Turn, render_conversation
+
+    tm = tiny("qwen2_vl")
+    adapter = adapter_for(tm.model, tm.processor)
+    frame = np.random.default_rng(0).integers(0, 255, (448, 448, 3), dtype=np.uint8)
+    turns = [Turn(frame, "What is it?", "A square.", True)]
+    n = {
+        b: render_conversation(adapter, tm.processor, "s", turns, "<silent>", b)["input_ids"].numel() for b in (16, 128)
+    }
+    assert n[16] < n[128]
+    assert not hasattr(adapter, "visual_tokens")  # nothing per call is left on the shared adapter

@@ -31,8 +31,9 @@ class Turn:
 class _Builder:
     """Accumulates adapter segments into ids, labels and image tensors."""
 
-    def __init__(self, adapter: FamilyAdapter, processor):
+    def __init__(self, adapter: FamilyAdapter, processor, visual_tokens: int | None = None):
         self.adapter, self.processor = adapter, processor
+        self.visual_tokens = visual_tokens  # the frame budget, as the session encodes frames
         self.ids: list[torch.Tensor] = []
         self.labels: list[torch.Tensor] = []
         self.mm: list[dict] = []
@@ -40,7 +41,7 @@ class _Builder:
     def add(self, text: str, image=None, train: bool = False) -> None:
         if image is not None and not isinstance(image, Image.Image):
             image = Image.fromarray(np.asarray(image, np.uint8))
-        seg = self.adapter.encode(self.processor, text, image)
+        seg = self.adapter.encode(self.processor, text, image, self.visual_tokens if image is not None else None)
         self.ids.append(seg.input_ids)
         self.labels.append(seg.input_ids.clone() if train else torch.full_like(seg.input_ids, IGNORE))
         if seg.mm_kwargs:
@@ -61,10 +62,16 @@ class _Builder:
 
 
 def render_conversation(
-    adapter: FamilyAdapter, processor, system_prompt: str, turns: list[Turn], silence_marker: str
+    adapter: FamilyAdapter,
+    processor,
+    system_prompt: str,
+    turns: list[Turn],
+    silence_marker: str,
+    visual_tokens: int | None = None,
 ) -> dict[str, torch.Tensor]:
+    """``visual_tokens``: the frame budget (``--visual-tokens-per-frame``), as the session encodes frames."""
     prompt = system_prompt.replace("{marker}", silence_marker)
-    b = _Builder(adapter, processor)
+    b = _Builder(adapter, processor, visual_tokens)
     if prompt:
         b.add(adapter.system(prompt))
     elif adapter.preamble():
@@ -81,11 +88,17 @@ def render_conversation(
 
 
 def render_offline(
-    adapter: FamilyAdapter, processor, system_prompt: str | None, frames: list, user_text: str, reply: str
+    adapter: FamilyAdapter,
+    processor,
+    system_prompt: str | None,
+    frames: list,
+    user_text: str,
+    reply: str,
+    visual_tokens: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """An offline exchange: all ``frames`` and the question in one user message, then the reply
     (the chat template's layout for a multi-image question; loss on the reply only)."""
-    b = _Builder(adapter, processor)
+    b = _Builder(adapter, processor, visual_tokens)
     if system_prompt:
         b.add(adapter.system(system_prompt))
     elif adapter.preamble():

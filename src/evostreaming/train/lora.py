@@ -114,7 +114,9 @@ def encode_conversation(
     max_pixels: int | None = None,
     silent_keep: float = 1.0,
     seed: int = 0,
+    visual_tokens: int | None = None,
 ) -> dict[str, torch.Tensor]:
+    """One training row's model inputs; frames at ``visual_tokens`` per frame (the session's budget)."""
     video = row["video"]
     cache = frames_cache if frames_cache is not None else {}
     if video not in cache:
@@ -126,9 +128,9 @@ def encode_conversation(
         except IndexError as exc:
             raise TrainDataError(f"{video}: {exc}") from exc
         turn = row["turns"][0]
-        enc = render_offline(adapter, processor, row["system"], shown, turn["user_text"], turn["reply"])
+        enc = render_offline(adapter, processor, row["system"], shown, turn["user_text"], turn["reply"], visual_tokens)
     else:
-        enc = _stream_encoding(row, frames, adapter, processor, silent_keep, seed)
+        enc = _stream_encoding(row, frames, adapter, processor, silent_keep, seed, visual_tokens)
     inputs = adapter.offline_inputs(
         model, enc["input_ids"], {k: v for k, v in enc.items() if k not in ("input_ids", "labels")}
     )
@@ -136,13 +138,15 @@ def encode_conversation(
     return inputs
 
 
-def _stream_encoding(row: dict, frames: list, adapter, processor, silent_keep: float, seed: int) -> dict:
+def _stream_encoding(
+    row: dict, frames: list, adapter, processor, silent_keep: float, seed: int, visual_tokens: int | None = None
+) -> dict:
     video = row["video"]
     if len(frames) < len(row["turns"]):
         raise TrainDataError(f"{video}: {len(frames)} frames for {len(row['turns'])} turns")
     keep = trained_turns(row, silent_keep, seed)
     turns = [Turn(frames[k], t.get("user_text"), t["reply"], keep[k]) for k, t in enumerate(row["turns"])]
-    return render_conversation(adapter, processor, row["system"], turns, row["marker"])
+    return render_conversation(adapter, processor, row["system"], turns, row["marker"], visual_tokens)
 
 
 def marker_token_rows(model, processor, marker: str) -> dict[str, list[int]] | None:
@@ -228,7 +232,6 @@ def train_lora(
     rows = load_conversations(data)
     loaded = loaded or load_model(model_spec, dtype="float32")
     adapter, processor = loaded.adapter, loaded.processor
-    adapter.visual_tokens = cfg.visual_tokens_per_frame  # frames encoded as the session encodes them
     ckpt = output / "checkpoint"
     torch.manual_seed(cfg.seed)
     if (ckpt / "adapter_config.json").exists():
@@ -301,6 +304,7 @@ def train_lora(
                         cfg.max_pixels,
                         cfg.silent_keep,
                         cfg.seed,
+                        cfg.visual_tokens_per_frame,  # frames encoded as the session encodes them
                     )
                     sync = j == len(mine) - 1
                     with nullcontext() if sync or world == 1 else accelerator.no_sync(model):
