@@ -28,6 +28,11 @@ class OwnKV:
         return hybrid.is_hybrid(self.cache)
 
     def tokens(self) -> int:
+        # the keys of a full-attention layer: a hybrid cache's own count may follow a linear layer,
+        # which eviction does not shorten (transformers 5.25 counts that way)
+        for layer in self.cache.layers:
+            if hybrid.has_kv(layer):
+                return int(layer.keys.shape[-2])
         return self.cache.get_seq_length()
 
     def nbytes(self) -> int:
