@@ -177,7 +177,7 @@ class InferenceWorker(threading.Thread):
         """Wait for work; take the ready frames of sessions not already stepping (None: stop)."""
         with self._cond:
             while not self._stop:
-                busy = {t.tag.sess for t in self.engine._active} if self.engine is not None else set()
+                busy = {t.tag.sess for t in self.engine.in_flight()} if self.engine is not None else set()
                 ready = [
                     s
                     for s in self._sessions
@@ -197,7 +197,7 @@ class InferenceWorker(threading.Thread):
     def _release_closed(self) -> None:
         with self._cond:
             closing, self._closing = self._closing, []
-        busy = {t.session for t in self.engine._active} if self.engine is not None else set()
+        busy = {t.session for t in self.engine.in_flight()} if self.engine is not None else set()
         for session in closing:
             if session in busy:  # still stepping: released once its step is over
                 with self._cond:

@@ -112,6 +112,10 @@ class BatchEngine:
     def busy(self) -> bool:
         return any(not t.done for t in self._active)
 
+    def in_flight(self) -> list[Ticket]:
+        """The steps submitted and not finished yet."""
+        return [t for t in self._active if not t.done]
+
     def drain(self) -> list[Ticket]:
         """Tickets that finished at submission (an error before any forward) without a tick."""
         done = [t for t in self._active if t.done]
@@ -273,7 +277,7 @@ class EngineThread:
         self._thread.join()
 
     def _in_flight(self) -> int:
-        return sum(1 for t in self.engine._active if not t.done)
+        return len(self.engine.in_flight())
 
     def _run(self) -> None:
         with self._cond:

@@ -66,7 +66,13 @@ class PackPlan:
         return self._masks[device]
 
     def cumulative(self, lens: list[int], device) -> torch.Tensor:
-        return torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32, device=device)
+        """Cumulative lengths for the variable-length kernel, built once per forward (layers reuse them)."""
+        key = (id(lens), device)
+        if key not in self._masks:
+            self._masks[key] = torch.tensor(
+                [0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32, device=device
+            )
+        return self._masks[key]
 
 
 class PoolLayer(CacheLayerMixin):
