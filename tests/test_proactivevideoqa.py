@@ -43,7 +43,7 @@ def test_a_bad_item_names_the_file_item_and_field(tmp_path):
     items[1]["answer"][0]["reply_timespan"] = [5.0, 1.0]
     (tmp_path / "WEB").mkdir()
     (tmp_path / "WEB" / "anno.json").write_text(json.dumps(items))
-    with pytest.raises(SampleFormatError, match=r"WEB/anno.json: item 1: field 'answer\[\].reply_timespan': ends"):
+    with pytest.raises(SampleFormatError, match=r"WEB/anno.json: item 1: field 'answer\[0\].reply_timespan': ends"):
         load_benchmark("proactivevideoqa", tmp_path)
 
 

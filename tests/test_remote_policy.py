@@ -33,13 +33,11 @@ def _eval(bench, out, *args):
     return json.loads((out / "summary.json").read_text()), actions
 
 
-@pytest.fixture(scope="module")
-def server():
-    """`evostreaming serve pocket` on 127.0.0.1, set for evaluation: unbounded memory like the local
-    run, frames as fast as the model steps, room for 4 streams; yields its port."""
+@contextlib.contextmanager
+def _serve(*args: str):
+    """`evostreaming serve pocket ARGS` on a free loopback port, until the block ends; yields the port."""
     port = _free_port()
-    cmd = [sys.executable, "-m", "evostreaming.cli", "serve", "pocket", "--port", str(port)]
-    cmd += ["--memory-window", "0", "--max-fps", "1000", "--max-sessions", "4"]
+    cmd = [sys.executable, "-m", "evostreaming.cli", "serve", "pocket", "--port", str(port), *args]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:
         for line in proc.stderr:  # blocks until the server listens
@@ -50,6 +48,14 @@ def server():
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """`evostreaming serve pocket` on 127.0.0.1, set for evaluation: unbounded memory like the local
+    run, frames as fast as the model steps, room for 4 streams; yields its port."""
+    with _serve("--memory-window", "0", "--max-fps", "1000", "--max-sessions", "4") as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
@@ -230,3 +236,51 @@ def test_two_launched_processes_each_running_two_remote_streams_equal_the_local_
     b = {(r["id"], s["step"]): s["action"] for r in rows for s in r["steps"]}
     _agrees(local, a, json.loads((tmp_path / "o" / "summary.json").read_text()), b)
     assert json.loads((tmp_path / "o" / "run.json").read_text())["processes"] == 2
+
+
+@pytest.fixture(scope="module")
+def adapter_server():
+    """A second server: the pocket model with the committed round-1 adapter (other weights than `server`),
+    at the server's default --max-fps (4)."""
+    adapter = Path(__file__).parent / "data" / "demo_round1_adapter"
+    with _serve("--adapter", str(adapter), "--memory-window", "0", "--max-sessions", "4") as port:
+        yield port
+
+
+def test_a_resume_against_a_server_now_serving_other_weights_is_refused(server, adapter_server, tmp_path):
+    """The job identity holds the weights the server names at session start, not only its URL."""
+    make_bench(3, 1, tmp_path / "bench")
+    first = f"realtime:ws://127.0.0.1:{server}/v1/realtime"
+    _eval(tmp_path / "bench", tmp_path / "o", "--policy", first, "--limit", "1")
+    run = json.loads((tmp_path / "o" / "job.json").read_text())
+    assert run["identity"]["served_model"]["model"] == "pocket" and run["identity"]["served_model"]["adapter"] is None
+    cmd = [sys.executable, "-m", "evostreaming.cli", "eval", "run", "--data", str(tmp_path / "bench")]
+    cmd += ["--output", str(tmp_path / "o"), "--timelines", "0", "--limit", "1"]
+    # the same URL now answered by another server: here, another port stands for the restarted server
+    res = subprocess.run(
+        [*cmd, "--policy", f"realtime:ws://127.0.0.1:{adapter_server}/v1/realtime"], capture_output=True, text=True
+    )
+    text = " ".join((res.stderr + res.stdout).split())
+    assert res.returncode == 2 and "served_model.adapter: null ->" in text, text[-800:]
+
+
+def test_two_streams_at_the_servers_default_frame_rate_lose_no_frame(adapter_server, tmp_path):
+    """--concurrency 2 against `serve`'s default --max-fps 4: paced under the limit, every frame is
+    decided (no sample fails for 'rate' drops)."""
+    make_bench(5, 6, tmp_path / "bench")
+    url = f"realtime:ws://127.0.0.1:{adapter_server}/v1/realtime"
+    summary, actions = _eval(tmp_path / "bench", tmp_path / "o", "--policy", url, "--concurrency", "2")
+    assert summary["samples_total"] == 6 and summary["samples_failed"] == 0, summary.get("failures")
+    assert len(actions) > 30
+
+
+def test_a_wrong_realtime_path_is_not_reported_as_a_wrong_key(server):
+    from evostreaming.eval.remote import RemoteSettings, RemoteUnavailable, make_remote_policy
+
+    policy = make_remote_policy(
+        f"realtime:ws://127.0.0.1:{server}/v1/realtim", RemoteSettings(system_prompt="s", marker="<silent>")
+    )
+    with pytest.raises(RemoteUnavailable) as caught:
+        policy.check()
+    assert "no realtime endpoint at this path" in str(caught.value) and "/v1/realtime" in str(caught.value)
+    assert "API key" not in str(caught.value)

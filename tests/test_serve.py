@@ -122,8 +122,11 @@ def test_a_flood_is_dropped_for_rate(loaded, tmp_path):
         for k in range(4):
             ws.send_bytes(pack_frame(k, 0.1 * k, _jpeg(k)))
         events = _until(ws, frames=4)
-        assert [e["reason"] for e in events if e["type"] == "frame.dropped"] == ["rate"] * 3
-        assert [e["seq"] for e in events if e["type"] == "frame.decision"] == [0]
+        # a token bucket with two frames of slack (jitter), then the limit
+        assert [e["seq"] for e in events if e.get("reason") == "rate"] == [2, 3]
+        # the two admitted: decided, or the older superseded by the newer while the worker was busy
+        admitted = [e["seq"] for e in events if e["type"] == "frame.decision" or e.get("reason") == "superseded"]
+        assert sorted(admitted) == [0, 1]
 
 
 def test_beyond_the_session_cap_a_new_session_is_refused_and_the_others_go_on(loaded, tmp_path):

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from evostreaming.models.flags import HELP as PLACEMENT_HELP
 from evostreaming.models.flags import MODEL_HELP
@@ -49,7 +50,8 @@ class App(typer.Typer):
 
 def fail(message: str, code: int = 2) -> typing.NoReturn:
     """A user error: one line on stderr, exit code 2 (1: the job ran but failed, e.g. too many failures)."""
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    # the message is the user's text (file names, JSON like "[start, end]"): printed as is, never as markup
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
     raise typer.Exit(code)
 
 

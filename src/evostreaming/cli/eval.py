@@ -94,6 +94,7 @@ def _project(output: Path, name: str, judge: str) -> None:
 
 
 def _print_summary(summary: dict, output: Path) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"RealStreamEval ({output})")
@@ -116,8 +117,11 @@ def _print_summary(summary: dict, output: Path) -> None:
             f"(Overall counts them as 0; over the {ran} that ran: {summary['overall_successful']:.2f}). Reasons:"
         )
         for reason, n in list(summary["failures"].items())[:5]:
-            err.print(f"  {n} x {reason}")
-        err.print("Fix the cause and re-run the same command: failed samples are retried, finished ones kept.")
+            err.print(f"  {n} x {escape(reason)}", highlight=False)
+        err.print(
+            "Fix the cause and re-run into the same --output (a corrected --videos is allowed): failed samples "
+            "are retried, finished ones kept."
+        )
     if summary["diagnostics"]["judge_failures"]:
         err.print(
             f"[bold red]{summary['diagnostics']['judge_failures']} judge failures[/] (not scored; see summary.json "

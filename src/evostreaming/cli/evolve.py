@@ -18,6 +18,8 @@ def _pool(videos: Path | None, world_seed: int | None, n_videos: int):
 
     if (videos is None) == (world_seed is None):
         fail("give exactly one of --videos DIR or --world-seed S")
+    if world_seed is not None and n_videos < 1:
+        fail(f"--n-videos is the number of ShapesWorld videos in the pool, >= 1; got {n_videos}")
     if videos is not None:
         try:
             return folder_pool(videos)
@@ -143,7 +145,7 @@ def evolve_show(
     if row.get("layout") == "offline":
         turn = row["turns"][0]
         console.print(f"{row['video']}: offline replay ({row.get('source', 'answer')}), frames {row['frames']}")
-        console.print(f"  user: {turn['user_text']}\n  assistant: {turn['reply']}")
+        console.print(f"  user: {turn['user_text']}\n  assistant: {turn['reply']}", markup=False)
         return
     steps = row.get("steps") or [{"step": k, **t} for k, t in enumerate(row["turns"])]
     fps = row.get("fps", 0.5)

@@ -66,9 +66,13 @@ def connect(
     """Stream SOURCE to a running `evostreaming serve` and print its responses as they happen."""
     import itertools
 
-    from evostreaming.serve.client import stream_source
+    from rich.markup import escape
+
+    from evostreaming.serve.client import realtime_url, stream_source
     from evostreaming.video.sources import VideoSourceError, open_source
 
+    if not url.startswith(("ws://", "wss://")):
+        fail(f"{url}: not a WebSocket URL; use {realtime_url(url)} (ws:// or wss://, ending in /v1/realtime)")
     if at and len(at) != len(question):
         fail(f"got {len(question)} --question but {len(at)} --at; give one time per question or none")
     questions = dict(zip(at or [0.0] * len(question), question, strict=True))
@@ -76,11 +80,11 @@ def connect(
     def show(event: dict) -> None:
         kind = event.get("type")
         if kind == "response.done":
-            console.print(f"[bold]{_clock(event.get('time', 0))}[/] {event['text']}")
+            console.print(f"[bold]{_clock(event.get('time', 0))}[/] {escape(event['text'])}")
         elif kind == "conversation.item.created":
-            console.print(f"[dim]you: {event['text']}[/]")
+            console.print(f"[dim]you: {escape(event['text'])}[/]")
         elif kind in ("error", "frame.dropped"):
-            console.print(f"[yellow]{kind}: {event.get('message', event.get('reason'))}[/]")
+            console.print(f"[yellow]{kind}: {escape(str(event.get('message', event.get('reason'))))}[/]")
 
     try:
         frames = open_source(source, fps=fps)

@@ -37,7 +37,7 @@ def stream(
     silence_threshold: SilenceThresholdOpt = None,
     system_prompt: str | None = typer.Option(None, help="override the system prompt ({marker} is substituted)"),
     max_new_tokens: int = typer.Option(64, help="longest response, in tokens"),
-    max_pixels: int = typer.Option(448 * 448, help="resize frames to at most this many pixels"),
+    max_pixels: int = typer.Option(448 * 448, help="resize frames to at most this many pixels (0 = keep their size)"),
     max_steps: int | None = typer.Option(None, help="stop after this many frames (for endless sources)"),
     adapter: AdapterOpt = None,
     visual_tokens_per_frame: VisualTokensOpt = 128,
@@ -56,7 +56,8 @@ def stream(
     from evostreaming.stream.memory import MemoryPolicy
     from evostreaming.stream.runner import UserTurn, run_stream
     from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT, SessionConfig, StreamingSession
-    from evostreaming.video.sources import VideoSourceError, open_source
+    from evostreaming.utils.jobs import ensure_writable
+    from evostreaming.video.sources import VideoFileSource, VideoSourceError, check_max_pixels, open_source
 
     if not (math.isfinite(fps) and fps > 0):
         fail(f"--fps must be a positive number of frames per second; got {fps}")
@@ -68,11 +69,27 @@ def stream(
     if query_at and len(query_at) != len(query):
         fail(f"got {len(query)} --query but {len(query_at)} --query-at; give one time per query or none")
     times = list(query_at) if query_at else [0.0] * len(query)
+    if any(not (math.isfinite(t) and t >= 0) for t in times):
+        fail(f"--query-at takes stream times in seconds >= 0; got {', '.join(f'{t:g}' for t in times)}")
     turns = [UserTurn(t, q) for t, q in zip(times, query, strict=True)]
     try:
+        check_max_pixels(max_pixels)
+    except ValueError as exc:
+        fail(str(exc))
+    if jsonl is not None:
+        ensure_writable(jsonl.parent, "--jsonl")  # before the model loads, not after
+        if jsonl.is_dir():
+            fail(f"--jsonl {jsonl} is a folder; give a file name in it (e.g. {jsonl / 'steps.jsonl'})")
+    try:
         frames = open_source(source, fps=fps, max_pixels=max_pixels)
+        length = frames.duration() if isinstance(frames, VideoFileSource) else None
     except VideoSourceError as exc:
         fail(str(exc))
+    late = [t for t in turns if length and t.time > length + 1e-6]
+    if late:  # a question the stream never reaches would silently never be asked
+        fail(
+            f"--query-at {late[0].time:g} s is after the end of {source} ({length:.1f} s long); ask it within the video"
+        )
     config = SessionConfig(
         system_prompt=system_prompt or DEFAULT_SYSTEM_PROMPT,
         silence_marker=silence_marker,
@@ -96,5 +113,12 @@ def stream(
             results = run_stream(session, frames, turns, on_step=display.update, jsonl=jsonl, max_steps=max_steps)
         except VideoSourceError as exc:
             fail(str(exc))
+    reached = results[-1].time if results else 0.0
+    never = [t for t in turns if t.time > reached + 1e-6]
+    if never:  # an endless source stopped (--max-steps, Ctrl-C, the camera ended) before these times
+        err.print(
+            f"[yellow]not asked:[/] {len(never)} question(s) due after the stream stopped at {reached:.1f} s "
+            f"(the first at {never[0].time:g} s)"
+        )
     n_resp = sum(r.action == "respond" for r in results)
     err.print(f"{len(results)} steps, {n_resp} responses" + (f"; steps written to {jsonl}" if jsonl else ""))

@@ -46,7 +46,7 @@ class EvalRunConfig:
     )
     memory_window: float = field(default=0.0, metadata={"help": "bounded memory, seconds of frames (0 = unbounded)"})
     max_new_tokens: int = field(default=48, metadata={"help": "longest response"})
-    max_pixels: int = field(default=448 * 448, metadata={"help": "frame pixel budget"})
+    max_pixels: int = field(default=448 * 448, metadata={"help": "frame pixel budget (0 = keep each frame's size)"})
     visual_tokens_per_frame: int = field(
         default=128,
         metadata={"help": "visual tokens per frame (the paper trains at ~128); fixed-count families ignore it"},
@@ -106,8 +106,11 @@ class EvalRunConfig:
             raise ValueError(f"--memory-window is seconds >= 0 (0 = unbounded); got {self.memory_window}")
         if self.silence_threshold is not None and not 0.0 <= self.silence_threshold <= 1.0:
             raise ValueError(f"--silence-threshold is a probability in [0, 1]; got {self.silence_threshold}")
-        if self.max_new_tokens < 1 or self.max_pixels < 1 or self.visual_tokens_per_frame < 1:
-            raise ValueError("--max-new-tokens, --max-pixels and --visual-tokens-per-frame must be >= 1")
+        if self.max_new_tokens < 1 or self.visual_tokens_per_frame < 1:
+            raise ValueError("--max-new-tokens and --visual-tokens-per-frame must be >= 1")
+        from evostreaming.video.sources import check_max_pixels
+
+        check_max_pixels(self.max_pixels)
         if self.max_failures is not None and self.max_failures < 0:
             raise ValueError(f"--max-failures must be >= 0; got {self.max_failures}")
         self.placement()  # device, dtype and attention are checked there
@@ -122,8 +125,19 @@ class EvalRunConfig:
         from evostreaming.models.loading import weights_fingerprint
         from evostreaming.models.specs import parse_spec
 
-        # none changes a trajectory (batching is exact: tests/test_engine.py)
-        skip = ("judge", "max_failures", "device", "device_map", "concurrency", "batch_streams", "max_batch_tokens")
+        # none changes a trajectory (batching is exact: tests/test_engine.py). --videos only says where the
+        # videos are: each trajectory records its video's fingerprint, checked on resume
+        # (protocol.check_videos_unchanged), so a corrected --videos retries failed samples
+        skip = (
+            "judge",
+            "max_failures",
+            "device",
+            "device_map",
+            "concurrency",
+            "batch_streams",
+            "max_batch_tokens",
+            "videos",
+        )
         ident = {k: v for k, v in asdict(self).items() if k not in skip}
         ident["policy"] = redact(self.policy)
         ident["dtype"], ident["attn"] = self.placement().describe()["dtype"], self.placement().describe()["attn"]

@@ -21,7 +21,7 @@ from rich.console import Console
 from evostreaming.eval.policies import Policy
 from evostreaming.eval.schema import Sample
 from evostreaming.utils.errors import UserError
-from evostreaming.utils.jobs import write_atomic, write_json
+from evostreaming.utils.jobs import JobError, video_fingerprint, write_atomic, write_json
 from evostreaming.utils.jsonl import append_jsonl, read_jsonl
 from evostreaming.utils.progress import job_progress
 from evostreaming.video.sources import VideoFileSource, VideoSourceError
@@ -130,7 +130,36 @@ def run_sample(policy: Policy, sample: Sample, max_pixels: int | None = 448 * 44
         error = f"{type(exc).__name__} at step {len(steps)}: {exc}"
     finally:
         policy.end()
-    return {"id": sample.id, "policy": policy.name, "sample": sample.model_dump(), "steps": steps, "error": error}
+    return {
+        "id": sample.id,
+        "policy": policy.name,
+        "sample": sample.model_dump(),
+        "video_fingerprint": video_fingerprint(sample.video),  # a resume checks the video is still this one
+        "steps": steps,
+        "error": error,
+    }
+
+
+def check_videos_unchanged(out_dir: Path, samples: list[Sample]) -> None:
+    """A resume keeps finished samples only while their videos are the ones they were streamed from: a
+    replaced or re-encoded video (another size or content at either end) makes the run another job.
+    Moving the same files elsewhere (another ``--videos``) is allowed. Rows written before the
+    fingerprint was recorded are not checked."""
+    by_id = {s.id: s for s in samples}
+    changed = []
+    for row in read_trajectories(out_dir):
+        s = by_id.get(row["id"])
+        if s is None or row.get("error") or not row.get("video_fingerprint"):
+            continue
+        now = video_fingerprint(s.video)
+        if now is not None and now != row["video_fingerprint"]:
+            changed.append(f"{s.id} ({s.video})")
+    if changed:
+        raise JobError(
+            f"{out_dir}: the video of {len(changed)} finished sample(s) changed since it was streamed: "
+            f"{', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''}; resuming would mix results on two "
+            "videos. Use a new --output, or --overwrite to discard that run."
+        )
 
 
 def run_protocol(
@@ -178,8 +207,8 @@ def run_protocol(
             if row["error"] and max_failures is not None and failed > max_failures:
                 raise TooManyFailures(
                     f"{failed} samples failed (more than --max-failures {max_failures}); the last: "
-                    f"{sample.id}: {row['error']}. Fix the cause (e.g. --videos), then re-run the same command: "
-                    "finished samples are kept, failed ones are retried"
+                    f"{sample.id}: {row['error']}. Fix the cause, then re-run into the same --output (with "
+                    "the right --videos if that was it): finished samples are kept, failed ones are retried"
                 )
             progress.advance(task)
     return read_trajectories(out_dir)

@@ -111,7 +111,9 @@ class OpenAIPolicy(Policy):
         from evostreaming.utils.openai_client import ChatClient
 
         _, url, opts = split_spec(spec)
-        self.client = ChatClient(url, opts["model"], api_key=_api_key(opts))  # thread-safe: shared by forks
+        parsed = parse_spec(spec, flag="--policy")
+        bounds = {k: v for k, v in (("timeout_s", parsed.timeout_s), ("retries", parsed.retries)) if v is not None}
+        self.client = ChatClient(url, opts["model"], api_key=_api_key(opts), **bounds)  # thread-safe: shared by forks
         self.name = f"openai:{opts['model']}"
         self.system = settings.system_prompt.replace("{marker}", settings.marker)
         self.marker, self.max_new_tokens = settings.marker, settings.max_new_tokens
@@ -186,6 +188,7 @@ class RealtimePolicy(Policy):
         self.name = "realtime:" + url
         self.ws = None
         self.limits: dict = {}
+        self.served: dict | None = None  # the server's model identity, from session.created
         self._last_sent = 0.0
 
     def fork(self) -> RealtimePolicy:
@@ -222,7 +225,16 @@ class RealtimePolicy(Policy):
             self.ws = self._held.enter_context(opened)
         except InvalidStatus as exc:
             code = exc.response.status_code
-            hint = " (wrong or missing API key: api_key=KEY or EVOSTREAMING_API_KEY)" if code in (401, 403) else ""
+            # evostreaming serve refuses a wrong key *after* the handshake (close 1008, said by
+            # session_opened); an HTTP refusal of the upgrade means no WebSocket route at this path
+            # (Starlette answers 403), or a proxy in front that wants its own credentials (401)
+            from evostreaming.serve.client import realtime_url
+
+            hint = {
+                401: " (a proxy in front of the server asks for credentials)",
+                403: f" (no realtime endpoint at this path; evostreaming serve's is {realtime_url(self.url)})",
+                404: f" (no such path; evostreaming serve's realtime endpoint is {realtime_url(self.url)})",
+            }.get(code, "")
             raise RealtimeError(f"{self.url}: refused with HTTP {code}{hint}") from None
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             raise RealtimeError(f"{self.url}: cannot connect ({exc}); is 'evostreaming serve' running?") from None
@@ -238,6 +250,9 @@ class RealtimePolicy(Policy):
         except HandshakeError as exc:
             raise RealtimeError(str(exc)) from None
         self.limits = first.get("limits", {})
+        info = first.get("session", {})
+        # which weights answer: part of the job identity (a resumed run against another model is refused)
+        self.served = info.get("model_identity") or {"model": info.get("model")}
         served = float(self.limits.get("memory_window_s", self.settings.memory_window_s))
         if served != self.settings.memory_window_s:  # the server's sessions bound memory, not this client
             raise RealtimeError(
@@ -292,7 +307,7 @@ class RealtimePolicy(Policy):
             item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": user_text}]}
             self._send({"type": "conversation.item.create", "item": item})
         data = self._frame_bytes(frame)
-        gap = 1.0 / float(self.limits.get("max_fps", 1e9))
+        gap = 1.1 / float(self.limits.get("max_fps", 1e9))  # 10 % under the limit: jitter in between
         wait = self._last_sent + gap - time.monotonic()
         if wait > 0:  # the server drops frames that come faster than its max_fps
             time.sleep(wait)

@@ -35,28 +35,36 @@ def run_eval(cfg: EvalRunConfig, output: Path, *, console: Console, overwrite: b
 
     from evostreaming.eval.benchmarks import load_benchmark
     from evostreaming.eval.judges import make_judge
+    from evostreaming.eval.protocol import check_videos_unchanged
     from evostreaming.eval.report import write_report
 
     samples = load_benchmark(cfg.benchmark, cfg.data, cfg.videos, cfg.fps, cfg.limit)
     r = ranks()
     rank, world, state = r.rank, r.world, r.state
     output = Path(output)
+    remote = _remote_policy(cfg) if cfg.policy else None  # checked now: a server that is down stops the run
+    identity = cfg.identity()
+    if remote is not None and getattr(remote, "served", None):
+        identity["served_model"] = remote.served  # a server now serving other weights is another job
     if world == 1:
-        with job(output, "eval run", cfg.identity(), overwrite=overwrite):
+        with job(output, "eval run", identity, overwrite=overwrite):
+            check_videos_unchanged(output, samples)
             scorer = make_judge(cfg.judge, cache_dir=output / "judge-cache")
             if hasattr(scorer, "check"):
                 scorer.check()  # a dead judge stops the run now, not after hours of streams
-            _run_shard(cfg, samples, output, console, rank=0, world=1, state=None, total=len(samples))
+            _run_shard(cfg, samples, output, console, rank=0, world=1, state=None, total=len(samples), remote=remote)
             return write_report(output, scorer, timelines=timelines)
-    identity = cfg.identity()
     holder = ExitStack()
     try:
         on_rank_zero(r, lambda: _open_job(holder, output, identity, overwrite))
+        check_videos_unchanged(output, samples)
         with folder_lock(output, name=f".lock.rank{rank}") if rank else nullcontext():
             error = None
             try:
                 shard = samples[rank::world]
-                _run_shard(cfg, shard, output, console, rank=rank, world=world, state=state, total=len(samples))
+                _run_shard(
+                    cfg, shard, output, console, rank=rank, world=world, state=state, total=len(samples), remote=remote
+                )
             except TooManyFailures as exc:
                 error = str(exc)
             state.wait_for_everyone()
@@ -81,8 +89,35 @@ def _open_job(holder: ExitStack, output: Path, identity: dict, overwrite: bool) 
     check_identity(output, "eval run", identity, overwrite=overwrite)
 
 
+def _remote_policy(cfg: EvalRunConfig):
+    """The ``--policy`` server's policy, checked once (it then names the weights it serves)."""
+    from evostreaming.eval.remote import RemoteSettings, make_remote_policy
+    from evostreaming.stream.decision import DEFAULT_SILENCE_MARKER
+    from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT
+
+    settings = RemoteSettings(
+        system_prompt=DEFAULT_SYSTEM_PROMPT,
+        marker=DEFAULT_SILENCE_MARKER,
+        max_new_tokens=cfg.max_new_tokens,
+        visual_tokens_per_frame=cfg.visual_tokens_per_frame,
+        memory_window_s=cfg.memory_window,
+    )
+    policy = make_remote_policy(cfg.policy, settings)
+    policy.check()  # a server that is down or refuses stops the run now, not stream by stream
+    return policy
+
+
 def _run_shard(
-    cfg: EvalRunConfig, samples, output: Path, console: Console, *, rank: int, world: int, state, total: int
+    cfg: EvalRunConfig,
+    samples,
+    output: Path,
+    console: Console,
+    *,
+    rank: int,
+    world: int,
+    state,
+    total: int,
+    remote=None,
 ) -> None:
     from evostreaming.eval.policies import SessionPolicy, make_baseline
     from evostreaming.eval.protocol import run_protocol
@@ -93,17 +128,7 @@ def _run_shard(
     if cfg.baseline:
         policy = make_baseline(cfg.baseline)
     elif cfg.policy:
-        from evostreaming.eval.remote import RemoteSettings, make_remote_policy
-
-        settings = RemoteSettings(
-            system_prompt=DEFAULT_SYSTEM_PROMPT,
-            marker=DEFAULT_SILENCE_MARKER,
-            max_new_tokens=cfg.max_new_tokens,
-            visual_tokens_per_frame=cfg.visual_tokens_per_frame,
-            memory_window_s=cfg.memory_window,
-        )
-        policy = make_remote_policy(cfg.policy, settings)
-        policy.check()  # a server that is down or refuses stops the run now, not stream by stream
+        policy = remote or _remote_policy(cfg)
     else:
         from evostreaming.models import load_model
         from evostreaming.stream.memory import MemoryPolicy

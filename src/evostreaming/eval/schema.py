@@ -82,6 +82,16 @@ class SampleFormatError(ValueError):
     pass
 
 
+def one_line(exc: ValidationError) -> str:
+    """A pydantic error as one line naming the first bad field (``turns.0.time``), not its multi-line dump."""
+    first = exc.errors()[0]
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    message = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:  # a check of the whole item, whose message names its fields itself
+        return message + more
+    return f"field '{'.'.join(str(p) for p in first['loc'])}': {message}{more}"
+
+
 def load_samples(path: str | Path) -> list[Sample]:
     """Read and validate a JSONL file; errors name the file, line and field."""
     path = Path(path)
@@ -100,11 +110,7 @@ def load_samples(path: str | Path) -> list[Sample]:
         try:
             sample = Sample.model_validate(raw)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "(line)"
-            raise SampleFormatError(
-                f"{path}:{lineno}: field '{field}': {first['msg']} (see docs/realstreameval-format.md)"
-            ) from exc
+            raise SampleFormatError(f"{path}:{lineno}: {one_line(exc)} (see docs/realstreameval-format.md)") from exc
         if sample.id in seen:
             raise SampleFormatError(f"{path}:{lineno}: field 'id': duplicate sample id {sample.id!r}")
         seen.add(sample.id)

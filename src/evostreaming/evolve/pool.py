@@ -33,6 +33,8 @@ def load_frames(video_id: str, fps: float = 0.5, max_pixels: int | None = 448 * 
 
 
 def world_pool(world_seed: int, n: int) -> list[PoolVideo]:
+    if n < 1:
+        raise ValueError(f"--n-videos is the number of ShapesWorld videos in the pool, >= 1; got {n}")
     return [PoolVideo(f"world:{WORLD_POOL_BASE + world_seed * 1_000_003 + i}") for i in range(n)]
 
 

@@ -3,8 +3,9 @@ adapter, and guard adapters against the wrong base weights."""
 
 from __future__ import annotations
 
-import hashlib
 import json
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,19 @@ class LoadedModel:
     processor: object
     adapter: FamilyAdapter
     spec: str
+    adapter_dir: str | None = None  # the LoRA adapter merged into ``model``, if any
+
+    def identity(self) -> dict:
+        """What these weights are, for a job identity or a server's ``session.created``: the spec, a
+        fingerprint of a local folder's weights (None for tiny: and hub ids) and the adapter's digest."""
+        from evostreaming.utils.jobs import file_digest
+
+        adapter = Path(self.adapter_dir) / "adapter_model.safetensors" if self.adapter_dir else None
+        return {
+            "model": self.spec,
+            "weights": weights_fingerprint(parse_spec(self.spec).folder()),
+            "adapter": file_digest(adapter) if adapter is not None and adapter.is_file() else self.adapter_dir,
+        }
 
 
 def load_model(
@@ -53,16 +67,38 @@ def load_model(
         check_adapter_base(adapter_dir, parsed.folder())
         if not (Path(adapter_dir) / "adapter_config.json").is_file():
             raise ModelLoadError(f"--adapter {adapter_dir}: no adapter_config.json there (a PEFT adapter folder?)")
+        base = json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        stamp = Path(adapter_dir) / BASE_WEIGHTS
+        trained = json.loads(stamp.read_text()).get("model") if stamp.is_file() else None
+        if trained and trained != spec and "tiny:" in (trained[:5], spec[:5]):  # no folder to compare: the spec is all
+            raise ModelLoadError(
+                f"adapter {adapter_dir} was trained on {trained!r} ({stamp}), not on {spec!r}; load it on that model"
+            )
         try:
-            model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-        except (RuntimeError, ValueError, KeyError) as exc:  # shapes or module names of another model
-            base = json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                peft_model = PeftModel.from_pretrained(model, adapter_dir)
+        except (RuntimeError, ValueError, KeyError, IndexError) as exc:  # shapes or module names of another model
             raise ModelLoadError(
                 f"adapter {adapter_dir} does not fit model {spec!r} ({str(exc).splitlines()[0][:160]}); it was "
-                f"trained on {base!r}: load it on that model"
+                f"trained on {trained or base or 'another model'!r}: load it on that model"
             ) from exc
+        # PEFT only warns when the adapter's weights do not cover the modules its config targets in this
+        # model (another architecture): those would keep their untrained LoRA, silently the base model
+        missing = [str(w.message) for w in caught if "missing adapter keys" in str(w.message)]
+        for w in caught:
+            if str(w.message) not in missing:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if missing:
+            first = re.search(r"'([^']+)'", missing[0])
+            raise ModelLoadError(
+                f"adapter {adapter_dir} does not fit model {spec!r}: the adapter holds no weights for modules "
+                f"it targets in this model (e.g. {first.group(1) if first else missing[0][:120]}); it was trained on "
+                f"{trained or base or 'another model'!r}: load it on that model"
+            )
+        model = peft_model.merge_and_unload()
     model.eval()
-    return LoadedModel(model, processor, adapter_for(model, processor), spec)
+    return LoadedModel(model, processor, adapter_for(model, processor), spec, str(adapter_dir) if adapter_dir else None)
 
 
 BASE_WEIGHTS = "base_weights.json"  # written beside a trained adapter: which weights it was trained on
@@ -72,17 +108,12 @@ _EDGE = 8 << 20  # bytes hashed at each end of a weights file: cheap on a 15 GB 
 def weights_fingerprint(folder: Path | None) -> str | None:
     """A cheap identity of a folder's single-file weights (size, first and last 8 MB); None when the
     folder has none (a hub id, sharded weights)."""
+    from evostreaming.utils.jobs import edge_digest
+
     f = folder / "model.safetensors" if folder else None
     if f is None or not f.is_file():
         return None
-    size = f.stat().st_size
-    h = hashlib.sha256(str(size).encode())
-    with open(f, "rb") as fh:
-        h.update(fh.read(_EDGE))
-        if size > 2 * _EDGE:
-            fh.seek(size - _EDGE)
-        h.update(fh.read())
-    return h.hexdigest()
+    return edge_digest(f, _EDGE)
 
 
 def _same_weights(a: Path, b: Path) -> bool:
@@ -120,6 +151,6 @@ def check_adapter_base(adapter_dir: str | Path, model_folder: Path | None) -> No
 
 def record_adapter_base(adapter_dir: Path, model_spec: str) -> None:
     """Write which weights an adapter was trained on (read back by ``check_adapter_base``)."""
+    # a model without a folder (tiny:, a hub id) has no fingerprint: its spec is recorded all the same
     fingerprint = weights_fingerprint(parse_spec(model_spec).folder())
-    if fingerprint:
-        (Path(adapter_dir) / BASE_WEIGHTS).write_text(json.dumps({"model": model_spec, "fingerprint": fingerprint}))
+    (Path(adapter_dir) / BASE_WEIGHTS).write_text(json.dumps({"model": model_spec, "fingerprint": fingerprint}))

@@ -25,6 +25,15 @@ class HandshakeError(ConnectionError):
     """The server would not open a session: the reason, and what to do about it."""
 
 
+def realtime_url(url: str) -> str:
+    """The realtime URL a user most likely meant by ``url`` (an http:// address of the server, a bare
+    host:port): said in the error that refuses it."""
+    rest = url.split("://", 1)[1] if "://" in url else url
+    secure = url.startswith(("https://", "wss://"))
+    host = rest.split("/", 1)[0] or "127.0.0.1:8000"
+    return f"{'wss' if secure else 'ws'}://{host}/v1/realtime"
+
+
 def subprotocols(api_key: str | None) -> list[str]:
     """The WebSocket subprotocols a client offers: the protocol, and the key (browsers cannot set headers)."""
     return [PROTOCOL] + ([AUTH_PREFIX + api_key] if api_key else [])

@@ -39,7 +39,7 @@ from evostreaming.serve.protocol import (
     parse_client_event,
     unpack_frame,
 )
-from evostreaming.serve.worker import FrameJob, InferenceWorker, ServedSession, decode_frame
+from evostreaming.serve.worker import FrameJob, InferenceWorker, RateGate, ServedSession, decode_frame
 
 CLOSE_POLICY, CLOSE_FULL, CLOSE_NORMAL = 1008, 1013, 1000
 MAX_REDIRECTS = 5
@@ -56,6 +56,11 @@ class ServerState:
     sessions: set[ServedSession] = field(default_factory=set)
     # this process's name: behind a load balancer, which replica holds a session (healthz, session.created)
     instance: str = field(default_factory=lambda: "srv_" + uuid.uuid4().hex[:8])
+    model_identity: dict = field(default_factory=dict)  # the served weights (a resumed eval run checks them)
+
+    def __post_init__(self) -> None:
+        if not self.model_identity and hasattr(self.loaded, "identity"):
+            self.model_identity = self.loaded.identity()
 
     def authorized(self, token: str | None) -> bool:
         if not self.config.api_key:
@@ -94,6 +99,7 @@ class RealtimeConnection:
                 session={
                     "id": self.sess.id,
                     "model": self.state.loaded.spec,
+                    "model_identity": self.state.model_identity,
                     "server": self.state.instance,
                     **self._settings(),
                 },
@@ -237,11 +243,11 @@ class RealtimeConnection:
                 "sequence numbers must increase and media times must not go back",
             )
             return
-        now = time.monotonic()
-        if sess.last_frame_at is not None and now - sess.last_frame_at < 1.0 / limits.max_fps:
+        if sess.rate is None:
+            sess.rate = RateGate(limits.max_fps)
+        if not sess.rate.admit(time.monotonic()):
             sess.dropped(frame.seq, "rate", f"frames faster than the server's limit of {limits.max_fps} per second")
             return
-        sess.last_frame_at = now
         self.last_seq, self.last_time = frame.seq, frame.time
         questions, sess.questions = sess.questions, []  # bound to this frame: the next one after them
         cap = limits.max_frame_pixels

@@ -70,6 +70,28 @@ class FrameJob:
     arrived: float = field(default_factory=time.perf_counter)
 
 
+@dataclass
+class RateGate:
+    """A session's frame rate limit as a token bucket: on average at most ``max_fps`` frames per second,
+    with ``burst`` frames of slack, so a client paced exactly at the limit is not dropped when network or
+    event-loop jitter brings two of its frames closer together than 1/max_fps."""
+
+    max_fps: float
+    burst: float = 2.0
+    tokens: float | None = None
+    at: float = 0.0
+
+    def admit(self, now: float) -> bool:
+        if self.tokens is None:
+            self.tokens, self.at = self.burst, now
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.max_fps)
+        self.at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
 @dataclass(eq=False)  # identity: sessions live in sets
 class ServedSession:
     session: StreamingSession
@@ -79,7 +101,7 @@ class ServedSession:
     pending: FrameJob | None = None
     questions: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
-    last_frame_at: float | None = None
+    rate: RateGate | None = None  # made at the first frame, from the server's max_fps
     stats: Counter = field(default_factory=Counter)
     closed: bool = False
 

@@ -71,6 +71,31 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def edge_digest(path: Path, edge: int) -> str:
+    """sha256 of a big file's size and its first and last ``edge`` bytes: a cheap content identity
+    (weights, videos) that a copy keeps and a replaced or re-encoded file does not."""
+    path = Path(path)
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as fh:
+        h.update(fh.read(edge))
+        if size > 2 * edge:
+            fh.seek(size - edge)
+        h.update(fh.read())
+    return h.hexdigest()
+
+
+def video_fingerprint(path: str | Path) -> str | None:
+    """A local video's content identity (size, first and last MB), recorded with each trajectory. None
+    for a URL or a file that cannot be read."""
+    if "://" in str(path):
+        return None
+    try:
+        return edge_digest(Path(path), 1 << 20)[:16]
+    except OSError:
+        return None
+
+
 @contextmanager
 def folder_lock(folder: Path, name: str = LOCK) -> Iterator[None]:
     """Hold ``folder``'s exclusive lock for the block; another holder makes this raise JobError."""

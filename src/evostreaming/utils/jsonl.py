@@ -9,17 +9,35 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from evostreaming.utils.errors import UserError
+
+
+class JsonlError(UserError, ValueError):
+    """A line that is not JSON *before* the file's last one: not a crash's cut tail but damage (an
+    edit, two writers, a bad copy). Skipping it would drop its item from every score silently."""
+
 
 def read_jsonl(path: Path) -> list[dict]:
+    """The rows of ``path``: a cut last line (a crash mid-write) is skipped; a bad line before it is an
+    error naming the file and line."""
     path = Path(path)
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    lines = path.read_text(encoding="utf-8").splitlines()
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
         try:
             rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+        except json.JSONDecodeError as exc:
+            if i == last:
+                continue
+            raise JsonlError(
+                f"{path}:{i + 1}: not valid JSON ({exc.msg} at column {exc.colno}) before the file's last line, "
+                "so not a crash's cut tail: restore that line or delete it (its item is then run again)"
+            ) from None
     return rows
 
 

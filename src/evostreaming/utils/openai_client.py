@@ -2,13 +2,22 @@
 ``openai`` SDK: its timeouts and its retries with exponential backoff (connection errors, 408, 409,
 429 and 5xx), plus bounded concurrency for batches. Used by the LLM judge and the evolve server
 backend. A request that still fails raises ``RemoteError`` naming the URL, the model and the status.
+
+A stalled server is never a silent wait: while a request has no reply, a line says so every
+``NOTICE_EVERY_S`` seconds, and the request fails after about (retries + 1) x timeout (30 s x 3 by
+default; ``timeout=`` and ``retries=`` in an endpoint spec change them).
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,15 +51,57 @@ def normalize_base_url(url: str) -> str:
     return url if url.endswith("/v1") else url + "/v1"
 
 
+DEFAULT_TIMEOUT_S = 30.0  # one attempt's wait for a reply
+DEFAULT_RETRIES = 2
+NOTICE_EVERY_S = 15.0
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 @dataclass
 class ChatClient:
     base_url: str
     model: str
     api_key: str | None = None
-    timeout_s: float = 120.0
-    retries: int = 3
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    retries: int = DEFAULT_RETRIES
     concurrency: int = 8
+    notice_every_s: float = NOTICE_EVERY_S
+    on_wait: Callable[[str], None] = _to_stderr  # where the "still waiting" lines go
     _client: object = field(init=False, repr=False)
+    _last_notice: float = field(init=False, repr=False, default=0.0)
+    _notice_lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+
+    @property
+    def bound_s(self) -> float:
+        """About the longest a request waits before it fails: every attempt's timeout (backoff aside)."""
+        return self.timeout_s * (self.retries + 1)
+
+    @contextmanager
+    def _waiting(self) -> Iterator[None]:
+        """While the request runs, one line every ``notice_every_s`` (one per client, however many threads
+        wait) says how long it has waited and when it gives up."""
+        done, start = threading.Event(), time.monotonic()
+
+        def watch() -> None:
+            while not done.wait(self.notice_every_s):
+                with self._notice_lock:
+                    now = time.monotonic()
+                    if now - self._last_notice < self.notice_every_s * 0.9:
+                        continue
+                    self._last_notice = now
+                self.on_wait(
+                    f"waiting for {self.base_url} (model {self.model!r}): no reply for {now - start:.0f} s; gives "
+                    f"up after about {self.bound_s:.0f} s (timeout={self.timeout_s:g} x {self.retries + 1} attempts)"
+                )
+
+        threading.Thread(target=watch, daemon=True, name="openai-wait").start()
+        try:
+            yield
+        finally:
+            done.set()
 
     def __post_init__(self) -> None:
         from openai import OpenAI
@@ -80,7 +131,13 @@ class ChatClient:
         url = f"{self.base_url}/chat/completions"
         attempts = f"after {self.retries + 1} attempt(s)"
         try:
-            resp = self._client.chat.completions.create(model=self.model, messages=messages, **params)
+            with self._waiting():
+                resp = self._client.chat.completions.create(model=self.model, messages=messages, **params)
+        except openai.APITimeoutError as exc:
+            raise RemoteError(
+                f"{url}: model {self.model!r}: no reply within {self.timeout_s:g} s, {attempts} (a stalled or "
+                "overloaded server; timeout=SECONDS and retries=N in the spec change the wait)"
+            ) from exc
         except openai.APIStatusError as exc:
             if exc.status_code not in (408, 409, 429) and exc.status_code < 500:
                 attempts = "not retried: a client error"

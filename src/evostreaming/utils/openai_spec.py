@@ -2,13 +2,16 @@
 an OpenAI-compatible server or our realtime server: ``--policy openai:`` / ``realtime:``, ``--judge
 openai:`` (the LLM judge, PAUC's judge) and ``evolve run``'s server backend.
 
-Keys: ``model`` (the served model's name) and ``api_key`` (else the ``EVOSTREAMING_API_KEY`` variable,
-then ``OPENAI_API_KEY``). An unknown key is one clear error naming the keys. The LLM judge's old
+Keys: ``model`` (the served model's name), ``api_key`` (else the ``EVOSTREAMING_API_KEY`` variable,
+then ``OPENAI_API_KEY``), ``timeout`` (seconds one attempt may wait for a reply) and ``retries`` (attempts
+after the first): a stalled server fails a request after about (retries + 1) x timeout
+(``utils.openai_client``: 30 s x 3 by default). An unknown key is one clear error naming the keys. The LLM judge's old
 ``key=ENVVAR`` (the variable holding the key) still works, with a deprecation message.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 
 from evostreaming.utils.errors import UserError
 
-KEYS = ("model", "api_key")
+KEYS = ("model", "api_key", "timeout", "retries")
 DEPRECATED = {"key": "api_key"}  # old spelling -> new; ``key`` named an environment variable
 
 
@@ -30,6 +33,8 @@ class EndpointSpec:
     url: str
     model: str | None
     api_key: str | None
+    timeout_s: float | None = None  # None: the client's default
+    retries: int | None = None
 
     @property
     def redacted(self) -> str:
@@ -70,4 +75,18 @@ def parse_spec(spec: str, *, flag: str, need_model: bool = False) -> EndpointSpe
     api_key = api_key or os.environ.get("EVOSTREAMING_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
     if need_model and not opts.get("model"):
         raise SpecError(f"{flag} {redact(spec)!r}: add ',model=NAME' (e.g. {scheme}:http://localhost:8000/v1,model=M)")
-    return EndpointSpec(scheme, url, opts.get("model"), api_key)
+    timeout_s, retries = None, None
+    try:
+        if "timeout" in opts:
+            timeout_s = float(opts["timeout"])
+            if not (math.isfinite(timeout_s) and timeout_s > 0):
+                raise ValueError
+        if "retries" in opts:
+            retries = int(opts["retries"])
+            if retries < 0:
+                raise ValueError
+    except ValueError:
+        raise SpecError(
+            f"{flag} {redact(spec)!r}: timeout=SECONDS is a number > 0 and retries=N an integer >= 0"
+        ) from None
+    return EndpointSpec(scheme, url, opts.get("model"), api_key, timeout_s, retries)

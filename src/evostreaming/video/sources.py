@@ -38,8 +38,18 @@ class Frame:
     image: Image.Image
 
 
+def check_max_pixels(max_pixels: int | None, flag: str = "--max-pixels") -> None:
+    """One meaning everywhere (``stream``, ``eval run``, sources): a pixel budget >= 1, or 0 to keep each
+    frame's own size."""
+    if max_pixels is not None and (isinstance(max_pixels, bool) or max_pixels < 0):
+        raise ValueError(
+            f"{flag} is a pixel budget per frame (e.g. {448 * 448}), or 0 to keep each frame's size; got {max_pixels}"
+        )
+
+
 def fit_pixels(image: Image.Image, max_pixels: int | None) -> Image.Image:
-    """Downscale so that width*height <= max_pixels, keeping the aspect ratio."""
+    """Downscale so that width*height <= max_pixels, keeping the aspect ratio (0 or None: as it is)."""
+    check_max_pixels(max_pixels)
     image = image.convert("RGB")
     if not max_pixels or image.width * image.height <= max_pixels:
         return image

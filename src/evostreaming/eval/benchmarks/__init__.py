@@ -46,6 +46,40 @@ def load_benchmark(
     name: str, data: Path, videos: Path | None = None, fps: float | None = None, limit: int | None = None
 ) -> list[Sample]:
     """The samples of benchmark ``name`` (the first ``limit`` when given). Raises ValueError for an
-    unknown name and ``SampleFormatError`` for a bad file."""
+    unknown name and ``SampleFormatError`` for a bad file: one without samples, or a turn or gold time
+    past the end of the sample's own video (even when the file declares a longer ``duration``: the
+    stream ends with its video, so that time could never be reached and would score 0 silently)."""
+    from evostreaming.eval.schema import SampleFormatError
+
     samples = BENCHMARKS.get(name).load(Path(data), videos, fps)
-    return samples[:limit] if limit else samples
+    if not samples:
+        raise SampleFormatError(
+            f"{data}: holds no samples (an empty list or file?); check --data and --benchmark {name}"
+        )
+    samples = samples[:limit] if limit else samples
+    check_against_videos(samples, Path(data))
+    return samples
+
+
+def check_against_videos(samples: list[Sample], data: Path) -> None:
+    """Every turn and answer time falls inside its sample's video, read from the file's header (each
+    video once). A video that is absent or unreadable is left to the run, which records its sample as
+    failed; a URL is not opened."""
+    from evostreaming.eval.schema import SampleFormatError
+    from evostreaming.video.sources import VideoFileSource, VideoSourceError
+
+    lengths: dict[str, float | None] = {}
+    for s in samples:
+        if "://" in s.video or not Path(s.video).is_file():
+            continue
+        if s.video not in lengths:
+            try:
+                lengths[s.video] = VideoFileSource(s.video).duration()
+            except (VideoSourceError, OSError, ValueError):
+                lengths[s.video] = None
+        end = lengths[s.video]
+        if end:
+            try:
+                s.check_times(end, what=f"its video {s.video} lasts")
+            except ValueError as exc:
+                raise SampleFormatError(f"{data}: sample {s.id!r}: {exc}") from None

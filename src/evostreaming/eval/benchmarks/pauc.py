@@ -246,7 +246,8 @@ def report(output: Path, judge_spec: str) -> dict:
             f"(got --judge {judge_spec})"
         )
     spec = parse_spec(judge_spec, flag="--judge", need_model=True)
-    client = ChatClient(spec.url, spec.model, api_key=spec.api_key, timeout_s=60.0, retries=2)
+    bounds = {k: v for k, v in (("timeout_s", spec.timeout_s), ("retries", spec.retries)) if v is not None}
+    client = ChatClient(spec.url, spec.model, api_key=spec.api_key, **bounds)
     judge = CachedLevelJudge(client, Path(output) / "pauc-judge-cache.jsonl")
     summary = pauc_summary(read_trajectories(output), judge, redact(judge_spec))
     write_json(Path(output) / "summary.proactivevideoqa.json", summary)

@@ -14,36 +14,71 @@ videos are ``<subset>/videos/<video>`` beside the annotations unless ``--videos`
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from evostreaming.eval.benchmarks import BENCHMARKS, Benchmark, Metric
-from evostreaming.eval.schema import GoldAnswer, Sample, SampleFormatError, UserTurn
+from evostreaming.eval.schema import GoldAnswer, Sample, SampleFormatError, UserTurn, one_line
 
 SUBSETS = ("WEB", "EGO", "TV", "VAD")
 
 
-def _span(item: dict, answer: dict, name: str) -> tuple[float, float]:
+def _span(answer: dict, name: str, where: str) -> tuple[float, float]:
     span = answer.get(name)
-    if not (isinstance(span, list) and len(span) == 2 and all(isinstance(x, int | float) for x in span)):
-        raise SampleFormatError(f"field 'answer[].{name}': {span!r} is not a [start, end] pair of seconds")
+    if not (isinstance(span, list) and len(span) == 2 and all(_is_number(x) for x in span)):
+        raise SampleFormatError(f"field '{where}.{name}': {span!r} is not a [start, end] pair of seconds")
     start, end = float(span[0]), float(span[1])
     if end < start:
-        raise SampleFormatError(f"field 'answer[].{name}': ends ({end}) before it starts ({start})")
+        raise SampleFormatError(f"field '{where}.{name}': ends ({end}) before it starts ({start})")
     return start, end
 
 
+def _is_number(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _seconds(value, where: str) -> float:
+    if not _is_number(value) or value < 0:
+        raise SampleFormatError(f"field {where!r}: {value!r} is not a number of seconds >= 0")
+    return float(value)
+
+
+def _objects(item: dict, key: str) -> list[dict]:
+    value = item[key]
+    if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
+        raise SampleFormatError(
+            f"field {key!r}: {_short(value)} is not a list of objects (each turn or answer is a JSON object)"
+        )
+    return value
+
+
+def _short(value) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _item(item: dict, subset: str, video_root: Path, fps: float) -> Sample:
+    """One annotation item as a sample; a bad field raises SampleFormatError naming it (and the turn)."""
+    if not isinstance(item, dict):
+        raise SampleFormatError(f"{_short(item)} is not an object")
     for key in ("video", "conversation", "answer", "duration"):
         if key not in item:
             raise SampleFormatError(f"field {key!r} is missing")
+    duration = _seconds(item["duration"], "duration")
+    if duration <= 0:
+        raise SampleFormatError(f"field 'duration': {item['duration']!r} is not a positive number of seconds")
     turns = []
-    for turn in item["conversation"]:
+    for t, turn in enumerate(_objects(item, "conversation")):
         if turn.get("role") != "user" or not str(turn.get("content", "")).strip():
-            raise SampleFormatError("field 'conversation': every turn is a user turn with content")
-        turns.append(UserTurn(time=float(turn["time"]), text=str(turn["content"]).strip()))
+            raise SampleFormatError(f"field 'conversation[{t}]': every turn is a user turn with content")
+        turns.append(
+            UserTurn(time=_seconds(turn.get("time"), f"conversation[{t}].time"), text=str(turn["content"]).strip())
+        )
     answers, pauc_turns = [], []
-    for a in item["answer"]:
-        related, reply = _span(item, a, "related_timespan"), _span(item, a, "reply_timespan")
+    for t, a in enumerate(_objects(item, "answer")):
+        related, reply = _span(a, "related_timespan", f"answer[{t}]"), _span(a, "reply_timespan", f"answer[{t}]")
         pauc_turns.append(
             {"content": str(a.get("content", "")).strip(), "reply": list(reply), "related": list(related)}
         )
@@ -59,23 +94,25 @@ def _item(item: dict, subset: str, video_root: Path, fps: float) -> Sample:
         )
     if not answers:
         raise SampleFormatError("field 'answer': no reply")
-    duration = float(item["duration"])
-    return Sample(
-        id=f"pvqa-{subset}-{item.get('question_id', item['video'])}",
-        video=str(video_root / item["video"]),
-        fps=fps,
-        duration=duration,
-        task=subset,
-        regime="FAR",
-        turns=sorted(turns, key=lambda t: t.time),
-        answers=sorted(answers, key=lambda a: a.time),
-        # PAUC (eval report --as proactivevideoqa) reads each turn's own spans and the question
-        meta={
-            "source": "proactivevideoqa",
-            "subset": subset,
-            "pauc": {"question": turns[0].text if turns else "", "turns": pauc_turns},
-        },
-    )
+    try:
+        return Sample(
+            id=f"pvqa-{subset}-{item.get('question_id', item['video'])}",
+            video=str(video_root / str(item["video"])),
+            fps=fps,
+            duration=duration,
+            task=subset,
+            regime="FAR",
+            turns=sorted(turns, key=lambda t: t.time),
+            answers=sorted(answers, key=lambda a: a.time),
+            # PAUC (eval report --as proactivevideoqa) reads each turn's own spans and the question
+            meta={
+                "source": "proactivevideoqa",
+                "subset": subset,
+                "pauc": {"question": turns[0].text if turns else "", "turns": pauc_turns},
+            },
+        )
+    except ValidationError as exc:  # one line naming the field, not pydantic's dump
+        raise SampleFormatError(one_line(exc)) from None
 
 
 def _anno_files(data: Path) -> list[tuple[str, Path]]:
@@ -97,11 +134,21 @@ def load_proactivevideoqa(data: str | Path, videos: str | Path | None = None, fp
         except (OSError, ValueError) as exc:
             raise SampleFormatError(f"{file}: not a ProactiveVideoQA annotation file ({exc})") from None
         root = Path(videos) / subset / "videos" if videos else file.parent / "videos"
+        if not isinstance(items, list):
+            raise SampleFormatError(f"{file}: expected a JSON list of items, got {type(items).__name__}")
+        first_seen: dict[str, int] = {}
         for i, item in enumerate(items):
             try:
-                samples.append(_item(item, subset, root, fps))
+                sample = _item(item, subset, root, fps)
             except (SampleFormatError, ValueError, TypeError, KeyError) as exc:
                 raise SampleFormatError(f"{file}: item {i}: {exc}") from None
+            if sample.id in first_seen:  # one id, two streams: the report would keep only one of them
+                raise SampleFormatError(
+                    f"{file}: item {i}: field 'question_id': {item.get('question_id', item['video'])!r} is also "
+                    f"item {first_seen[sample.id]}'s; give each item its own question_id"
+                )
+            first_seen[sample.id] = i
+            samples.append(sample)
     return samples
 
 

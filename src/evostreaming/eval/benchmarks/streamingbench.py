@@ -124,6 +124,10 @@ def load_streamingbench(
     root = Path(videos) if videos else path.parent
     samples = []
     for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("questions", []), list):
+            raise SampleFormatError(
+                f"{path}: entry {i}: expected an object with a 'questions' list, got {json.dumps(entry)[:60]}"
+            )
         for j, q in enumerate(entry.get("questions") or [None]):
             try:
                 if not isinstance(q, dict):

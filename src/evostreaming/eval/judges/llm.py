@@ -47,12 +47,13 @@ class OpenAIJudge(Judge):
         *,
         api_key: str | None = None,
         cache_dir: str | Path | None = None,
-        retries: int = 4,
-        timeout_s: float = 60.0,
+        retries: int | None = None,  # None: the client's defaults (utils.openai_client)
+        timeout_s: float | None = None,
         question: str = "",
         max_consecutive_failures: int = 5,
     ):
-        self.client = ChatClient(base_url, model, api_key=api_key, timeout_s=timeout_s, retries=retries)
+        bounds = {k: v for k, v in (("timeout_s", timeout_s), ("retries", retries)) if v is not None}
+        self.client = ChatClient(base_url, model, api_key=api_key, **bounds)
         self.base_url, self.model = self.client.base_url, model
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.question = question
@@ -110,7 +111,9 @@ def _from_spec(args: str | None, cache_dir: Path | None) -> OpenAIJudge:
     spec = parse_spec(f"openai:{args or ''}", flag="--judge", need_model=True)
     if not spec.url:
         raise ValueError("--judge openai:URL,model=NAME: the URL is missing")
-    return OpenAIJudge(spec.url, spec.model, api_key=spec.api_key, cache_dir=cache_dir)
+    return OpenAIJudge(
+        spec.url, spec.model, api_key=spec.api_key, cache_dir=cache_dir, timeout_s=spec.timeout_s, retries=spec.retries
+    )
 
 
 JUDGES.register("openai", _from_spec)

@@ -1,0 +1,343 @@
+"""Trustworthy runs, round 2 (docs/reliability.md): the cases a hostile user found still scoring silently
+wrong or crashing. Each runs the real code path in process (the CLI through typer's runner) on files
+made here; the ones that need a running server are in tests/test_remote_policy.py."""
+
+import json
+import shutil
+import socket
+import threading
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from evostreaming.cli import app
+from evostreaming.eval.schema import GoldAnswer, Sample, SampleFormatError, UserTurn, write_samples
+from evostreaming.video.writer import write_mp4
+
+runner = CliRunner()
+
+
+def _clip(path, seconds=8, fps=2, value=0):
+    frames = (np.full((32, 32, 3), (value + 15 * k) % 250, np.uint8) for k in range(seconds * fps))
+    return write_mp4(frames, path, fps=fps)
+
+
+def _bench(folder, n=2, seconds=8, **sample):
+    samples = []
+    for i in range(n):
+        clip = _clip(folder / "videos" / f"c{i}.mp4", seconds, value=40 * i)
+        fields = dict(
+            id=f"s{i}",
+            video=str(clip.relative_to(folder)),
+            task="OCR",
+            regime="RTVP",
+            turns=[UserTurn(time=0.0, text="how many?")],
+            answers=[GoldAnswer(time=2.0, answer="3", judge="number")],
+        )
+        samples.append(Sample(**{**fields, **sample}))
+    write_samples(samples, folder / "samples.jsonl")
+    return folder
+
+
+def _cli(*args):
+    res = runner.invoke(app, [str(a) for a in args])
+    text = " ".join((res.output or "").split())  # rich wraps long lines
+    assert "Traceback" not in text, text
+    return res, text
+
+
+def _eval(data, out, *extra):
+    return _cli("eval", "run", "--data", data, "--output", out, "--timelines", "0", "--baseline", "oracle", *extra)
+
+
+# -- times past the video's real end --------------------------------------------------------------
+def test_a_gold_time_past_the_video_is_refused_even_when_the_duration_says_longer(tmp_path):
+    from evostreaming.eval.benchmarks import load_benchmark
+
+    data = _bench(tmp_path / "bench", n=1, seconds=8, duration=100.0)  # the file claims 100 s; the video has 8
+    rows = [json.loads(line) for line in (data / "samples.jsonl").read_text().splitlines()]
+    rows[0]["answers"][0]["time"] = 50.0
+    (data / "samples.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    with pytest.raises(SampleFormatError, match=r"sample 's0': answers\[0\].time 50.0 s is after .*c0.mp4 lasts 8"):
+        load_benchmark("jsonl", data)
+
+
+def test_a_streamingbench_question_past_its_clip_is_refused(tmp_path):
+    from evostreaming.eval.benchmarks import load_benchmark
+
+    _clip(tmp_path / "videos" / "sample_1_real.mp4", seconds=16)
+    question = {"task_type": "Object Perception", "question": "What?", "options": ["A. x", "B. y"], "answer": "A"}
+    entries = [{"video_path": "./videos/sample_1_real.mp4", "questions": [{**question, "time_stamp": "1:00:00"}]}]
+    (tmp_path / "questions_real.json").write_text(json.dumps(entries))
+    with pytest.raises(SampleFormatError, match=r"sample 'sb-questions_real-0-0': turns\[0\].time 3600.0 s is after"):
+        load_benchmark("streamingbench", tmp_path / "questions_real.json")
+
+
+def test_a_streamingbench_list_holding_a_string_names_the_entry(tmp_path):
+    from evostreaming.eval.benchmarks.streamingbench import load_streamingbench
+
+    (tmp_path / "q.json").write_text(json.dumps(["sample_1.mp4"]))
+    with pytest.raises(SampleFormatError, match=r"q.json: entry 0: expected an object with a 'questions' list"):
+        load_streamingbench(tmp_path / "q.json")
+
+
+def test_an_empty_benchmark_file_says_it_holds_no_samples_before_any_work(tmp_path):
+    (tmp_path / "q.json").write_text("[]")
+    res, text = _eval(tmp_path / "q.json", tmp_path / "run", "--benchmark", "streamingbench")
+    assert res.exit_code == 2 and "q.json: holds no samples" in text and "run 'evostreaming eval run" not in text
+    assert not (tmp_path / "run").exists()
+
+
+# -- ProactiveVideoQA items --------------------------------------------------------------------------
+def _pvqa_item(qid="Q0", **changes):
+    item = {
+        "video": "v.mp4",
+        "question_id": qid,
+        "duration": 20.0,
+        "conversation": [{"role": "user", "content": "Tell me when the cup falls.", "time": 0}],
+        "answer": [{"content": "It falls.", "related_timespan": [4.0, 6.0], "reply_timespan": [5.0, 7.0]}],
+    }
+    item.update(changes)
+    return item
+
+
+def _pvqa(tmp_path, items):
+    from evostreaming.eval.benchmarks.proactivevideoqa import load_proactivevideoqa
+
+    (tmp_path / "WEB").mkdir(exist_ok=True)
+    (tmp_path / "WEB" / "anno.json").write_text(json.dumps(items))
+    return load_proactivevideoqa(tmp_path / "WEB")
+
+
+def test_two_proactivevideoqa_items_with_one_question_id_are_refused(tmp_path):
+    assert len(_pvqa(tmp_path, [_pvqa_item("Q0"), _pvqa_item("Q1")])) == 2
+    with pytest.raises(SampleFormatError, match=r"item 1: field 'question_id': 'Q0' is also item 0's"):
+        _pvqa(tmp_path, [_pvqa_item("Q0"), _pvqa_item("Q0")])
+
+
+@pytest.mark.parametrize(
+    ("changes", "names"),
+    [
+        ({"answer": ["It falls."]}, "field 'answer'"),
+        ({"answer": "It falls."}, "field 'answer'"),
+        ({"conversation": ["Tell me when the cup falls."]}, "field 'conversation'"),
+        ({"duration": "long"}, "field 'duration': 'long' is not a number"),
+        ({"conversation": [{"role": "user", "content": "hi", "time": "soon"}]}, "field 'conversation[0].time'"),
+        ({"answer": [{"content": "x", "related_timespan": [1, 2], "reply_timespan": "late"}]}, "answer[0].reply"),
+    ],
+)
+def test_a_malformed_proactivevideoqa_item_is_one_line_naming_the_item_and_field(tmp_path, changes, names):
+    with pytest.raises(SampleFormatError) as caught:
+        _pvqa(tmp_path, [_pvqa_item("Q0"), _pvqa_item("Q1", **changes)])
+    message = str(caught.value)
+    assert "anno.json: item 1: " in message and names in message and "\n" not in message
+
+
+def test_a_whole_item_check_is_one_line(tmp_path):
+    turn = {"role": "user", "content": "subtitle", "time": 30.0}  # after the 20 s duration
+    with pytest.raises(SampleFormatError) as caught:
+        _pvqa(tmp_path, [_pvqa_item("Q0", conversation=[_pvqa_item()["conversation"][0], turn])])
+    assert "item 0: " in str(caught.value) and "turns[1].time 30.0 s" in str(caught.value)
+    assert "\n" not in str(caught.value) and "errors.pydantic.dev" not in str(caught.value)
+
+
+def test_user_text_in_an_error_is_printed_as_is_not_as_markup(tmp_path):
+    """The CLI's error line shows '[start, end]' (rich markup would eat it as a style tag)."""
+    bad = _pvqa_item("Q0", answer=[{"content": "x", "related_timespan": "?", "reply_timespan": [1, 2]}])
+    (tmp_path / "WEB").mkdir()
+    (tmp_path / "WEB" / "anno.json").write_text(json.dumps([bad]))
+    res, text = _eval(tmp_path / "WEB", tmp_path / "run", "--benchmark", "proactivevideoqa")
+    assert res.exit_code == 2 and "is not a [start, end] pair of seconds" in text
+
+
+# -- saved runs and resumes -------------------------------------------------------------------------
+def test_eval_report_refuses_a_trajectories_file_with_a_corrupted_middle_line(tmp_path):
+    data, out = _bench(tmp_path / "bench", n=3), tmp_path / "run"
+    res, text = _eval(data, out)
+    assert res.exit_code == 0, text
+    lines = (out / "trajectories.jsonl").read_text().splitlines()
+    lines[1] = lines[1][: len(lines[1]) // 2]  # damage in the middle, not a crash's cut tail
+    (out / "trajectories.jsonl").write_text("\n".join(lines) + "\n")
+    res, text = _cli("eval", "report", out, "--timelines", "0")
+    assert res.exit_code == 2 and "trajectories.jsonl:2: not valid JSON" in text
+
+
+def test_a_cut_last_line_is_still_a_crash_tail_and_skipped(tmp_path):
+    from evostreaming.utils.jsonl import read_jsonl
+
+    (tmp_path / "t.jsonl").write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c", "ste')
+    assert [r["id"] for r in read_jsonl(tmp_path / "t.jsonl")] == ["a", "b"]
+
+
+def test_a_replaced_video_refuses_the_resume_and_a_corrected_videos_folder_retries(tmp_path):
+    data, out = _bench(tmp_path / "bench", n=2), tmp_path / "run"
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(data / "videos", moved / "videos")  # --videos is the folder the paths are relative to
+    (data / "videos" / "c1.mp4").unlink()  # s1 fails: its video is missing
+    res, text = _eval(data, out)
+    assert res.exit_code == 0, text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["samples_failed"] == 1
+    # the same videos in another folder: the resume retries s1 and keeps s0
+    res, text = _eval(data, out, "--videos", moved)
+    assert res.exit_code == 0, text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["samples_failed"] == 0 and "resuming: 1 samples finished" in text
+    # a replaced video (other content, same name) is another job
+    _clip(moved / "videos" / "c0.mp4", seconds=8, value=200)
+    res, text = _eval(data, out, "--videos", moved)
+    assert res.exit_code == 2 and "video of 1 finished sample(s) changed" in text and "s0" in text
+
+
+# -- stream, connect, evolve: refused before any model loads -----------------------------------------
+def test_stream_refuses_a_question_after_the_videos_end_before_loading(tmp_path):
+    clip = _clip(tmp_path / "c.mp4", seconds=16)
+    res, text = _cli("stream", "no-such-model-folder", clip, "--query", "count them", "--query-at", "500")
+    assert res.exit_code == 2 and "--query-at 500 s is after the end of" in text and "16.0 s long" in text
+
+
+@pytest.mark.parametrize("pixels", ["-5", "-1"])
+def test_a_negative_pixel_budget_is_refused_before_loading(tmp_path, pixels):
+    clip = _clip(tmp_path / "c.mp4")
+    res, text = _cli("stream", "no-such-model-folder", clip, "--max-pixels", pixels)
+    assert res.exit_code == 2 and "--max-pixels is a pixel budget per frame" in text and pixels in text
+    res, text = _eval(_bench(tmp_path / "b", n=1), tmp_path / "run", "--max-pixels", pixels)
+    assert res.exit_code == 2 and "--max-pixels is a pixel budget per frame" in text
+
+
+def test_a_zero_pixel_budget_keeps_frames_as_they_are_in_stream_and_eval_alike(tmp_path):
+    from PIL import Image
+
+    from evostreaming.eval.config import EvalRunConfig
+    from evostreaming.video.sources import fit_pixels
+
+    big = Image.new("RGB", (1000, 800))
+    assert fit_pixels(big, 0).size == (1000, 800) and fit_pixels(big, 1000).size != (1000, 800)
+    assert EvalRunConfig(data=_bench(tmp_path / "b", n=1), baseline="oracle", max_pixels=0).max_pixels == 0
+
+
+def test_stream_jsonl_under_a_file_is_refused_before_loading(tmp_path):
+    clip = _clip(tmp_path / "c.mp4")
+    (tmp_path / "afile").write_text("x")
+    res, text = _cli("stream", "no-such-model-folder", clip, "--jsonl", tmp_path / "afile" / "steps.jsonl")
+    assert res.exit_code == 2 and "afile: cannot write there" in text and "--jsonl" in text
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "https://host:443/v1/realtime"])
+def test_connect_to_an_http_url_names_the_websocket_url_to_use(tmp_path, url):
+    res, text = _cli("connect", url, _clip(tmp_path / "c.mp4"))
+    expected = "wss://host:443/v1/realtime" if url.startswith("https") else "ws://127.0.0.1:8000/v1/realtime"
+    assert res.exit_code == 2 and "not a WebSocket URL" in text and expected in text
+
+
+def test_evolve_run_with_no_world_videos_says_so(tmp_path):
+    args = ["evolve", "run", "--model", "pocket", "--world-seed", "0", "--n-videos", "0", "--output", tmp_path / "o"]
+    res, text = _cli(*args)
+    assert res.exit_code == 2 and "--n-videos is the number of ShapesWorld videos" in text
+    assert "unreadable" not in text
+
+
+# -- an adapter on the wrong tiny model ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_adapter(tmp_path_factory):
+    """A LoRA adapter of tiny:qwen2_5_vl, with the base record `train lora` writes beside it."""
+    from peft import LoraConfig, get_peft_model
+
+    from evostreaming.models import load_model
+    from evostreaming.models.loading import record_adapter_base
+
+    folder = tmp_path_factory.mktemp("adapter")
+    model = load_model("tiny:qwen2_5_vl", device="cpu").model
+    get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(folder)
+    record_adapter_base(folder, "tiny:qwen2_5_vl")
+    return folder
+
+
+@pytest.mark.parametrize("other", ["tiny:qwen2_vl", "tiny:llava"])
+def test_an_adapter_of_another_tiny_model_is_refused_naming_its_model(tiny_adapter, other):
+    from evostreaming.models import ModelLoadError, load_model
+
+    with pytest.raises(ModelLoadError, match=r"trained on 'tiny:qwen2_5_vl'"):
+        load_model(other, device="cpu", adapter_dir=str(tiny_adapter))
+    assert load_model("tiny:qwen2_5_vl", device="cpu", adapter_dir=str(tiny_adapter)).adapter_dir
+
+
+def test_an_adapter_without_a_base_record_that_does_not_cover_the_model_is_refused(tiny_adapter, tmp_path):
+    """PEFT only warns when the adapter's weights miss modules it targets: the model would silently stay
+    the base model there."""
+    from evostreaming.models import ModelLoadError, load_model
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_adapter, bare)
+    (bare / "base_weights.json").unlink()
+    with pytest.raises(ModelLoadError, match=r"holds no weights for modules it targets in this model"):
+        load_model("tiny:llava", device="cpu", adapter_dir=str(bare))
+
+
+# -- a stalled OpenAI-compatible server -----------------------------------------------------------------
+@pytest.fixture
+def stalled_server():
+    """A loopback server that accepts connections and never answers (a hung vLLM)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    held, stop = [], threading.Event()
+
+    def accept():
+        sock.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    sock.close()
+
+
+def test_a_stalled_server_says_it_is_waiting_and_fails_within_the_bound(stalled_server):
+    from evostreaming.utils.openai_client import ChatClient, RemoteError
+
+    lines: list[str] = []
+    client = ChatClient(stalled_server, "m", timeout_s=1.0, retries=0, notice_every_s=0.2, on_wait=lines.append)
+    with pytest.raises(RemoteError, match=r"no reply within 1 s"):
+        client.chat([{"role": "user", "content": "hi"}], max_tokens=1)
+    assert lines and "waiting for" in lines[0] and "gives up after about 1 s" in lines[0]
+
+
+def test_the_default_wait_is_bounded_and_the_spec_sets_it():
+    from evostreaming.utils.openai_client import ChatClient
+    from evostreaming.utils.openai_spec import SpecError, parse_spec
+
+    assert ChatClient("http://127.0.0.1:9/v1", "m").bound_s <= 120  # was 4 x 120 s and 5 x 60 s
+    spec = parse_spec("openai:http://h:1/v1,model=m,timeout=5,retries=1", flag="--judge")
+    assert (spec.timeout_s, spec.retries) == (5.0, 1)
+    for bad in ("timeout=0", "timeout=soon", "retries=-1"):
+        with pytest.raises(SpecError, match="timeout=SECONDS is a number > 0"):
+            parse_spec(f"openai:http://h:1/v1,model=m,{bad}", flag="--judge")
+
+
+def test_a_stalled_judge_stops_the_run_within_its_bound(tmp_path, stalled_server):
+    judge = f"openai:{stalled_server},model=j,timeout=1,retries=0"
+    res, text = _eval(_bench(tmp_path / "b", n=1), tmp_path / "run", "--judge", judge)
+    assert res.exit_code == 2 and "does not answer" in text and "no reply within 1 s" in text
+
+
+# -- the realtime server's rate limit with jitter -----------------------------------------------------
+def test_the_rate_limit_lets_a_client_paced_at_the_limit_through_jitter_and_stops_a_flood():
+    from evostreaming.serve.worker import RateGate
+
+    gate = RateGate(max_fps=4.0)  # one frame per 0.25 s
+    # paced at the limit, with one frame delayed by the network and the next on time
+    arrivals = [0.0, 0.25, 0.5, 0.82, 1.0, 1.25, 1.5]
+    assert all(gate.admit(t) for t in arrivals)
+    flood = RateGate(max_fps=4.0)
+    admitted = [flood.admit(2.0 + 0.01 * k) for k in range(10)]
+    assert sum(admitted) == 2  # the slack, then nothing faster than the limit
