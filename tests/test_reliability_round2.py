@@ -341,3 +341,27 @@ def test_the_rate_limit_lets_a_client_paced_at_the_limit_through_jitter_and_stop
     flood = RateGate(max_fps=4.0)
     admitted = [flood.admit(2.0 + 0.01 * k) for k in range(10)]
     assert sum(admitted) == 2  # the slack, then nothing faster than the limit
+
+
+def test_a_stalled_realtime_server_says_it_is_waiting_and_fails_the_step_within_its_timeout():
+    """A server that accepts the WebSocket and never opens a session (or never decides a frame)."""
+    from websockets.sync.server import serve
+
+    from evostreaming.eval.remote import RealtimeError, RealtimePolicy, RemoteSettings
+
+    stop = threading.Event()
+    with serve(lambda ws: stop.wait(30), "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"realtime:ws://127.0.0.1:{server.socket.getsockname()[1]}/v1/realtime,timeout=1"
+        lines: list[str] = []
+        policy = RealtimePolicy(
+            url, RemoteSettings(system_prompt="s", marker="<silent>"), notice_every_s=0.25, on_wait=lines.append
+        )
+        assert policy.timeout_s == 1.0  # from the spec
+        try:
+            with pytest.raises(RealtimeError, match=r"no session for 1 s"):
+                policy.reset(Sample.model_construct(fps=0.5))
+        finally:
+            stop.set()
+            server.shutdown()
+    assert lines and "waiting for ws://127.0.0.1" in lines[0] and "gives up after 1 s" in lines[0]

@@ -27,6 +27,7 @@ from evostreaming.eval.policies import Policy, PolicyStep
 from evostreaming.eval.schema import Sample
 from evostreaming.stream.memory import MemoryPolicy
 from evostreaming.utils.errors import UserError
+from evostreaming.utils.openai_client import NOTICE_EVERY_S, print_waiting
 from evostreaming.utils.openai_spec import parse_spec, redact, split_spec
 from evostreaming.utils.registry import Registry
 
@@ -181,9 +182,20 @@ class RealtimePolicy(Policy):
             return None
         return "realtime:ws://HOST:PORT/v1/realtime (wss:// through TLS)"
 
-    def __init__(self, spec: str, settings: RemoteSettings, *, timeout_s: float = 600.0):
+    def __init__(
+        self,
+        spec: str,
+        settings: RemoteSettings,
+        *,
+        timeout_s: float | None = None,
+        notice_every_s: float = NOTICE_EVERY_S,
+        on_wait: Callable[[str], None] | None = None,
+    ):
         _, url, opts = split_spec(spec)
+        # the longest wait for one event (a frame's decision, a reply's end): the spec's timeout=, else 600 s
+        timeout_s = timeout_s or parse_spec(spec, flag="--policy").timeout_s or 600.0
         self.url, self.api_key, self.timeout_s = url, _api_key(opts), timeout_s
+        self.notice_every_s, self.on_wait = notice_every_s, on_wait or print_waiting
         self.settings = settings
         self.name = "realtime:" + url
         self.ws = None
@@ -201,11 +213,25 @@ class RealtimePolicy(Policy):
         from websockets.exceptions import ConnectionClosed
 
         try:
-            return json.loads(self.ws.recv(timeout=self.timeout_s))
-        except TimeoutError:
-            raise RealtimeError(f"{self.url}: no event for {self.timeout_s:.0f} s") from None
+            return json.loads(self._waited_recv("no event"))
         except ConnectionClosed as exc:
             raise RealtimeError(f"{self.url}: the server closed the session ({exc.rcvd or exc})") from None
+
+    def _waited_recv(self, what: str) -> str:
+        """The next message; while none comes, a line every ``notice_every_s`` says how long it has waited,
+        and after ``timeout_s`` the step fails (a stalled server is never a silent wait)."""
+        waited = 0.0
+        while True:
+            wait = min(self.notice_every_s, self.timeout_s - waited)
+            try:
+                return self.ws.recv(timeout=wait)
+            except TimeoutError:
+                waited += wait
+                if waited >= self.timeout_s - 1e-9:
+                    raise RealtimeError(
+                        f"{self.url}: {what} for {self.timeout_s:g} s (timeout=SECONDS in the spec)"
+                    ) from None
+                self.on_wait(f"waiting for {self.url}: {what} for {waited:.0f} s; gives up after {self.timeout_s:g} s")
 
     def _send(self, event: dict) -> None:
         self.ws.send(json.dumps(event))
@@ -239,11 +265,9 @@ class RealtimePolicy(Policy):
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             raise RealtimeError(f"{self.url}: cannot connect ({exc}); is 'evostreaming serve' running?") from None
         try:
-            first, close = json.loads(self.ws.recv(timeout=self.timeout_s)), None
+            first, close = json.loads(self._waited_recv("no session")), None
         except ConnectionClosed as exc:
             first, close = None, exc.rcvd
-        except TimeoutError:
-            raise RealtimeError(f"{self.url}: no session after {self.timeout_s:.0f} s") from None
         try:
             hint = "lower --concurrency or start the server with a higher --max-sessions"
             first = session_opened(self.url, first, close, full_hint=hint)

@@ -56,7 +56,7 @@ DEFAULT_RETRIES = 2
 NOTICE_EVERY_S = 15.0
 
 
-def _to_stderr(line: str) -> None:
+def print_waiting(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
@@ -69,7 +69,7 @@ class ChatClient:
     retries: int = DEFAULT_RETRIES
     concurrency: int = 8
     notice_every_s: float = NOTICE_EVERY_S
-    on_wait: Callable[[str], None] = _to_stderr  # where the "still waiting" lines go
+    on_wait: Callable[[str], None] = print_waiting  # where the "still waiting" lines go
     _client: object = field(init=False, repr=False)
     _last_notice: float = field(init=False, repr=False, default=0.0)
     _notice_lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
