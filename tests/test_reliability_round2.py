@@ -365,3 +365,15 @@ def test_a_stalled_realtime_server_says_it_is_waiting_and_fails_the_step_within_
             stop.set()
             server.shutdown()
     assert lines and "waiting for ws://127.0.0.1" in lines[0] and "gives up after 1 s" in lines[0]
+
+
+def test_a_setting_no_longer_in_the_identity_does_not_block_a_resume(tmp_path):
+    """`--videos` left the eval identity (videos are fingerprinted per trajectory instead): a run started
+    by the older version still resumes, and a real difference is still refused."""
+    from evostreaming.utils.jobs import JobError, check_identity
+
+    assert check_identity(tmp_path, "eval run", {"data": "d", "videos": "/old/place"}) is False
+    assert check_identity(tmp_path, "eval run", {"data": "d"}) is True
+    assert "videos" not in json.loads((tmp_path / "job.json").read_text())["identity"]
+    with pytest.raises(JobError, match=r"data: \"d\" -> \"e\""):
+        check_identity(tmp_path, "eval run", {"data": "e"})

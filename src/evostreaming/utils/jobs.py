@@ -152,14 +152,15 @@ def check_identity(folder: Path, kind: str, identity: dict, *, overwrite: bool =
     path = folder / STAMP
     if path.exists():
         old = json.loads(path.read_text())
-        if old.get("kind") == kind and old.get("identity") == identity:
+        before = old.get("identity")
+        if isinstance(before, dict):  # a setting a newer version no longer counts (retired) does not differ
+            before = {k: v for k, v in before.items() if k in identity}
+        if old.get("kind") == kind and before == identity:
+            if before != old.get("identity"):
+                write_json(path, {**old, "identity": identity})
             return True
         if not overwrite:
-            what = (
-                [f"kind: {old.get('kind')} -> {kind}"]
-                if old.get("kind") != kind
-                else _differences(old.get("identity"), identity)
-            )
+            what = [f"kind: {old.get('kind')} -> {kind}"] if old.get("kind") != kind else _differences(before, identity)
             raise JobError(
                 f"{folder} holds a different {old.get('kind', 'job')!r} job ({path}); resuming would mix two jobs. "
                 f"Differences: {'; '.join(what)}. Use a new --output, or --overwrite to discard that run."
