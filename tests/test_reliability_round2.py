@@ -377,3 +377,36 @@ def test_a_setting_no_longer_in_the_identity_does_not_block_a_resume(tmp_path):
     assert "videos" not in json.loads((tmp_path / "job.json").read_text())["identity"]
     with pytest.raises(JobError, match=r"data: \"d\" -> \"e\""):
         check_identity(tmp_path, "eval run", {"data": "e"})
+
+
+@pytest.mark.parametrize(
+    "command, flag, value",
+    [
+        ("engine", "--sessions", "a,b"),
+        ("engine", "--sessions", "1,,2"),
+        ("engine", "--sessions", "0"),
+        ("engine", "--modes", "fast"),
+        ("engine", "--frames", "0"),
+        ("engine", "--window", "-1"),
+        ("engine", "--max-new-tokens", "-3"),
+        ("engine", "--max-batch-tokens", "0"),
+        ("streaming", "--frames", "0"),
+        ("streaming", "--window", "0"),
+        ("streaming", "--naive-max", "-1"),
+        ("load", "--levels", "a"),
+    ],
+)
+def test_a_bad_bench_flag_is_named_before_any_model_loads(tmp_path, command, flag, value):
+    # the model spec cannot load: an error about it would mean the flag was checked too late
+    res = runner.invoke(app, ["bench", command, "--model", "nope:x", flag, value, "--json", str(tmp_path / "b.json")])
+    assert res.exit_code == 2, res.output
+    assert flag in res.output and "nope:x" not in res.output, res.output
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_a_misspelt_model_scheme_is_named_as_such_not_as_a_network_problem(tmp_path):
+    res = runner.invoke(app, ["bench", "streaming", "--model", "tiyn:qwen2_vl", "--json", str(tmp_path / "b.json")])
+    assert res.exit_code == 2, res.output
+    out = " ".join(res.output.split())
+    assert "'tiyn:' is not a model scheme" in out and "tiny:<family>" in out, out
+    assert "reachable hub id" not in out

@@ -11,6 +11,22 @@ from evostreaming.cli.common import App, console
 app = App(help="Performance benchmarks (write JSON + PNG).", no_args_is_help=True)
 
 
+def counts_flag(flag: str, text: str, lo: int, hi: int) -> list[int]:
+    """A comma-separated list of whole numbers in [lo, hi], or a one-line error naming the flag."""
+    parts = [x.strip() for x in text.split(",")]
+    if not all(x.lstrip("-").isdigit() for x in parts):
+        raise typer.BadParameter(f"{flag} takes whole numbers separated by commas, e.g. 1,4,16; got {text!r}")
+    counts = [int(x) for x in parts]
+    if not all(lo <= c <= hi for c in counts):
+        raise typer.BadParameter(f"{flag} must lie in {lo}..{hi}; got {text!r}")
+    return counts
+
+
+def at_least(flag: str, value: int | None, lo: int) -> None:
+    if value is not None and value < lo:
+        raise typer.BadParameter(f"{flag} must be >= {lo}; got {value}")
+
+
 @app.command("streaming")
 def bench_streaming(
     model: str = typer.Option("tiny:qwen2_5_vl", help="model spec (tiny:<family> recommended)"),
@@ -23,6 +39,9 @@ def bench_streaming(
     """Per-step latency and memory: naive re-encoding vs incremental vs bounded sessions."""
     from evostreaming.bench.streaming import run_benchmark
 
+    at_least("--frames", frames, 1)
+    at_least("--window", window, 1)
+    at_least("--naive-max", naive_max, 1)
     summary = run_benchmark(model, frames, window=window, naive_max=naive_max, json_out=json_out, seed=seed)
     console.print_json(data={k: v for k, v in summary.items() if k != "series"})
 
@@ -42,10 +61,14 @@ def bench_engine(
     """Batched engine vs round-robin: frames/s, frame -> decision p50/p95, forwards and aten ops per frame."""
     from evostreaming.bench.engine import MODES, run_engine_benchmark
 
-    counts = [int(x) for x in sessions.split(",")]
-    chosen = tuple(m for m in modes.split(",") if m)
-    if not all(1 <= c <= 256 for c in counts) or frames < 1 or not set(chosen) <= set(MODES):
-        raise typer.BadParameter(f"1 <= sessions <= 256, frames >= 1, modes among {', '.join(MODES)}")
+    counts = counts_flag("--sessions", sessions, 1, 256)
+    chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
+    if not chosen or not set(chosen) <= set(MODES):
+        raise typer.BadParameter(f"--modes takes some of {', '.join(MODES)}; got {modes!r}")
+    at_least("--frames", frames, 1)
+    at_least("--window", window, 0)
+    at_least("--max-new-tokens", max_new_tokens, 1)
+    at_least("--max-batch-tokens", max_batch_tokens, 1)
     summary = run_engine_benchmark(
         model,
         counts,
@@ -76,8 +99,6 @@ def bench_load(
 
     if not (0 < fps <= 4 and 0 < seconds <= 600 and 1 <= max_sessions <= 64):
         raise typer.BadParameter("keep it bounded: 0 < fps <= 4, 0 < seconds <= 600, 1 <= max-sessions <= 64")
-    counts = [int(x) for x in levels.split(",")] if levels else None
-    if counts and not all(1 <= c <= max_sessions + 1 for c in counts):
-        raise typer.BadParameter(f"--levels must lie in 1..{max_sessions + 1} (the cap + 1)")
+    counts = counts_flag("--levels", levels, 1, max_sessions + 1) if levels else None
     summary = run_load(model, max_sessions, fps, seconds, json_out, adapter, counts, batch=batch)
     console.print_json(data={k: v for k, v in summary.items() if k != "levels"})

@@ -140,14 +140,19 @@ def _load_pretrained(spec: ModelSpec, placement: Placement, trust_remote_code: b
     try:
         config = AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        hint = (
-            "the folder has no usable config.json (with a model_type)"
-            if local.exists()
-            else (
+        scheme = spec.arg.partition(":")[0]
+        if local.exists():
+            hint = "the folder has no usable config.json (with a model_type)"
+        elif ":" in spec.arg and "/" not in scheme:
+            # a hub id never holds a colon: this is a misspelt scheme, not a network problem
+            raise ModelLoadError(
+                f"cannot load model {spec.text!r}: {scheme + ':'!r} is not a model scheme; use one of: {spec_help()}"
+            ) from exc
+        else:
+            hint = (
                 "it is neither a local folder nor a reachable hub id (offline? set HF_HUB_OFFLINE=1 and use a cached "
                 "model or a local path)"
             )
-        )
         raise ModelLoadError(f"cannot load model {spec.text!r}: {hint} ({exc})") from exc
     supported = supported_model_types()
     if config.model_type in NOT_STREAMABLE:
