@@ -410,3 +410,22 @@ def test_a_misspelt_model_scheme_is_named_as_such_not_as_a_network_problem(tmp_p
     out = " ".join(res.output.split())
     assert "'tiyn:' is not a model scheme" in out and "tiny:<family>" in out, out
     assert "reachable hub id" not in out
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["--generation-batch-size", "0"], "--generation-batch-size must be >= 1"),
+        (["--server-model", "evo"], "--server-model names a model on a --server"),
+    ],
+)
+def test_evolve_run_names_a_bad_generation_flag_before_loading(tmp_path, args, names):
+    cmd = ["evolve", "run", "--model", "tiyn:x", "--world-seed", "1", "--n-videos", "2", "--output", str(tmp_path)]
+    res = runner.invoke(app, cmd + args)
+    assert res.exit_code == 2, res.output
+    assert names in " ".join(res.output.split()) and "tiyn" not in res.output, res.output
+
+
+def test_timelines_below_minus_one_is_refused(tmp_path):
+    res = runner.invoke(app, ["eval", "report", str(tmp_path), "--timelines", "-5"])
+    assert res.exit_code == 2 and "--timelines" in res.output, res.output

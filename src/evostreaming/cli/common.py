@@ -70,7 +70,7 @@ VisualTokensOpt = Annotated[
 OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", help="discard what the output folder holds from another job and start anew")
 ]
-TimelinesOpt = Annotated[int, typer.Option(help="timeline PNGs to draw (-1 = all)")]
+TimelinesOpt = Annotated[int, typer.Option(min=-1, help="timeline PNGs to draw (-1 = all, 0 = none)")]
 SilenceThresholdOpt = Annotated[
     float | None,
     typer.Option(help="silent iff P(marker) >= this (higher = more talkative); default: greedy decision"),

@@ -77,7 +77,7 @@ class EvolveConfig:
             ("--rounds", self.rounds),
             ("--questions-per-video", self.questions_per_video),
             ("--concurrency", self.server_concurrency),
-            ("generation batch size", self.batch_size),
+            ("--generation-batch-size", self.batch_size),
         ):
             if value < 1:
                 raise ValueError(f"{flag} must be >= 1, got {value}")
@@ -91,6 +91,8 @@ class EvolveConfig:
         self.placement("cpu")  # --device, --dtype and --attn are checked here (e.g. cuda without CUDA)
         if self.server_url and not self.server_model:
             raise ValueError("--server needs --server-model: the model name the server serves (see GET /v1/models)")
+        if self.server_model and not self.server_url:
+            raise ValueError("--server-model names a model on a --server; without --server the local --model generates")
         if self.server_url and self.rounds > 1 and "{round}" not in self.server_model:
             raise ValueError(
                 f"--rounds {self.rounds} with --server: round i must generate with M(i); serve one model (or LoRA "
