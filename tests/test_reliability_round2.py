@@ -429,3 +429,28 @@ def test_evolve_run_names_a_bad_generation_flag_before_loading(tmp_path, args, n
 def test_timelines_below_minus_one_is_refused(tmp_path):
     res = runner.invoke(app, ["eval", "report", str(tmp_path), "--timelines", "-5"])
     assert res.exit_code == 2 and "--timelines" in res.output, res.output
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "source, says", [("97", "no camera /dev/video97"), ("rtsp://127.0.0.1:{port}/cam", "cannot reach")]
+)
+def test_stream_from_a_missing_camera_or_a_dead_host_fails_before_loading(tmp_path, source, says):
+    source = source.format(port=_free_port())
+    res = runner.invoke(app, ["stream", "tiyn:x", source])
+    assert res.exit_code == 2, res.output
+    assert says in " ".join(res.output.split()) and "tiyn" not in res.output, res.output
+
+
+def test_a_live_url_whose_host_answers_passes_the_probe():
+    from evostreaming.video.sources import LiveSource
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        LiveSource(f"rtsp://127.0.0.1:{server.getsockname()[1]}/cam").probe()  # no error

@@ -57,7 +57,13 @@ def stream(
     from evostreaming.stream.runner import UserTurn, run_stream
     from evostreaming.stream.session import DEFAULT_SYSTEM_PROMPT, SessionConfig, StreamingSession
     from evostreaming.utils.jobs import ensure_writable
-    from evostreaming.video.sources import VideoFileSource, VideoSourceError, check_max_pixels, open_source
+    from evostreaming.video.sources import (
+        LiveSource,
+        VideoFileSource,
+        VideoSourceError,
+        check_max_pixels,
+        open_source,
+    )
 
     if not (math.isfinite(fps) and fps > 0):
         fail(f"--fps must be a positive number of frames per second; got {fps}")
@@ -83,6 +89,8 @@ def stream(
     try:
         frames = open_source(source, fps=fps, max_pixels=max_pixels)
         length = frames.duration() if isinstance(frames, VideoFileSource) else None
+        if isinstance(frames, LiveSource):
+            frames.probe()  # a missing camera or a dead host, before minutes of model loading
     except VideoSourceError as exc:
         fail(str(exc))
     late = [t for t in turns if length and t.time > length + 1e-6]

@@ -162,6 +162,35 @@ class LiveSource(FrameSource):
         self.max_pixels = max_pixels
         self.max_seconds = max_seconds
 
+    # default ports of the URL schemes a probe can reach without opening the stream
+    PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443, "rtmp": 1935}
+
+    def probe(self, timeout_s: float = 3.0) -> None:
+        """Fail now, with the reason, when the camera does not exist or the URL's host does not answer,
+        so that a command finds out before it spends minutes loading a model. Nothing is decoded: a
+        camera is only looked up, a URL's host only gets a TCP connection, closed at once."""
+        import socket
+        from urllib.parse import urlsplit
+
+        if isinstance(self.spec, int) or str(self.spec).isdigit():
+            device = Path(f"/dev/video{int(self.spec)}")
+            if not device.exists():
+                found = sorted(str(d) for d in Path("/dev").glob("video[0-9]*"))
+                have = f"cameras here: {', '.join(found)}" if found else "this machine has no /dev/video* camera"
+                raise VideoSourceError(f"{self.name}: no camera {device} ({have}) (stream time reached: 0.0 s)")
+            return
+        url = urlsplit(str(self.spec))
+        port = url.port if url.port else self.PORTS.get(url.scheme.lower())
+        if not url.hostname or port is None:
+            return  # a scheme PyAV knows and we do not: opening it will tell
+        try:
+            socket.create_connection((url.hostname, port), timeout=timeout_s).close()
+        except OSError as exc:
+            raise VideoSourceError(
+                f"{self.name}: cannot reach {url.hostname}:{port} ({exc.strerror or exc}); is the stream up? "
+                "(stream time reached: 0.0 s)"
+            ) from exc
+
     def _open(self):
         import av
 
