@@ -375,8 +375,21 @@ def test_a_setting_no_longer_in_the_identity_does_not_block_a_resume(tmp_path):
     assert check_identity(tmp_path, "eval run", {"data": "d", "videos": "/old/place"}) is False
     assert check_identity(tmp_path, "eval run", {"data": "d"}) is True
     assert "videos" not in json.loads((tmp_path / "job.json").read_text())["identity"]
+    (tmp_path / "trajectories.jsonl").write_text("{}\n")  # finished work a different job would mix with
     with pytest.raises(JobError, match=r"data: \"d\" -> \"e\""):
         check_identity(tmp_path, "eval run", {"data": "e"})
+
+
+def test_a_job_that_stopped_before_any_work_does_not_block_the_corrected_rerun(tmp_path):
+    """A misspelt --model fails after the job's door: the folder holds only job.json, so the re-run
+    with the right settings starts there instead of being refused as "a different job"."""
+    bench, out = _bench(tmp_path / "bench"), tmp_path / "out"
+    res = runner.invoke(app, ["eval", "run", "--data", str(bench), "--output", str(out), "--model", "tiyn:x"])
+    assert res.exit_code == 2 and "is not a model scheme" in " ".join(res.output.split()), res.output
+    res = runner.invoke(app, ["eval", "run", "--data", str(bench), "--output", str(out), "--baseline", "always-silent"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "job.json").read_text())["identity"]["baseline"] == "always-silent"
+    assert len((out / "trajectories.jsonl").read_text().splitlines()) == 2
 
 
 @pytest.mark.parametrize(

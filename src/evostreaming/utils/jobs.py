@@ -146,7 +146,8 @@ def _clear(folder: Path) -> None:
 def check_identity(folder: Path, kind: str, identity: dict, *, overwrite: bool = False) -> bool:
     """Compare ``identity`` with the folder's ``job.json``; write it on a first start. Returns True
     when resuming. A mismatch, or a non-empty folder without ``job.json``, raises JobError unless
-    ``overwrite``, which empties the folder first. Call with the folder's lock held."""
+    ``overwrite``, which empties the folder first; a mismatch with a job that left nothing but its
+    ``job.json`` is a fresh start. Call with the folder's lock held."""
     folder = Path(folder)
     identity = json.loads(json.dumps({**identity, "code_version": __version__}, default=str))  # as it reads back
     path = folder / STAMP
@@ -159,7 +160,9 @@ def check_identity(folder: Path, kind: str, identity: dict, *, overwrite: bool =
             if before != old.get("identity"):
                 write_json(path, {**old, "identity": identity})
             return True
-        if not overwrite:
+        # A job that stopped before it wrote anything (a misspelt --model, a dead server) left only its
+        # job.json: there is nothing to mix, so the corrected re-run starts afresh instead of being refused.
+        if not overwrite and any(p.name != STAMP and not p.name.startswith(LOCK) for p in folder.iterdir()):
             what = [f"kind: {old.get('kind')} -> {kind}"] if old.get("kind") != kind else _differences(before, identity)
             raise JobError(
                 f"{folder} holds a different {old.get('kind', 'job')!r} job ({path}); resuming would mix two jobs. "
