@@ -467,3 +467,37 @@ def test_a_live_url_whose_host_answers_passes_the_probe():
         server.bind(("127.0.0.1", 0))
         server.listen(1)
         LiveSource(f"rtsp://127.0.0.1:{server.getsockname()[1]}/cam").probe()  # no error
+
+
+def _rollout_row(**changes):
+    steps = [{"step": 0, "user_text": "is the [red] square there?", "reply": "<silent>"}]
+    steps.append({"step": 1, "user_text": None, "reply": "yes, [bold]now[/bold]"})
+    return {"video": "world:1", "question": "is the [red] square there?", "steps": steps, **changes}
+
+
+@pytest.mark.parametrize(
+    "lines, says",
+    [
+        ([], "holds no trajectories"),
+        (["{not json", json.dumps(_rollout_row())], ":1: not valid JSON"),
+        ([json.dumps({"a": 1})], "trajectory 0 is not a trajectory row"),
+    ],
+)
+def test_evolve_show_names_an_empty_damaged_or_foreign_file(tmp_path, lines, says):
+    (tmp_path / "rollouts.jsonl").write_text("".join(line + "\n" for line in lines))
+    res = runner.invoke(app, ["evolve", "show", str(tmp_path)])
+    assert res.exit_code == 2 and says in " ".join(res.output.split()), res.output
+
+
+def test_evolve_show_prints_the_words_as_written(tmp_path):
+    (tmp_path / "rollouts.jsonl").write_text(json.dumps(_rollout_row()) + "\n")
+    res = runner.invoke(app, ["evolve", "show", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "is the [red] square there?" in res.output and "yes, [bold]now[/bold]" in res.output
+
+
+def test_train_lora_on_a_round_folder_names_its_training_file(tmp_path):
+    (tmp_path / "train.jsonl").write_text("")
+    args = ["train", "lora", "--model", "tiyn:x", "--data", str(tmp_path), "--output", str(tmp_path / "o")]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and f"use {tmp_path / 'train.jsonl'}" in " ".join(res.output.split()), res.output

@@ -131,28 +131,42 @@ def evolve_show(
     index: int = typer.Option(0, help="which trajectory"),
 ) -> None:
     """Print one trajectory as a readable timeline."""
-    import json
-
+    from rich.markup import escape
     from rich.table import Table
 
+    from evostreaming.utils.jsonl import JsonlError, read_jsonl
+
     file = path / "rollouts.jsonl" if path.is_dir() else path
-    if not file.exists():
+    if not file.is_file():
         fail(f"{file}: no such file")
-    rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    try:
+        rows = read_jsonl(file)
+    except JsonlError as exc:
+        fail(str(exc))
+    if not rows:
+        fail(f"{file}: holds no trajectories (an evolve round's rollouts.jsonl or train.jsonl has them)")
     if not 0 <= index < len(rows):
         fail(f"{file}: has {len(rows)} trajectories; --index must be in [0, {len(rows) - 1}]")
     row = rows[index]
-    if row.get("layout") == "offline":
-        turn = row["turns"][0]
-        console.print(f"{row['video']}: offline replay ({row.get('source', 'answer')}), frames {row['frames']}")
-        console.print(f"  user: {turn['user_text']}\n  assistant: {turn['reply']}", markup=False)
-        return
-    steps = row.get("steps") or [{"step": k, **t} for k, t in enumerate(row["turns"])]
-    fps = row.get("fps", 0.5)
-    table = Table(title=f"{row['video']}  ({row.get('question', '')})")
-    table.add_column("time", justify="right")
-    table.add_column("user")
-    table.add_column("assistant")
-    for s in steps:
-        table.add_row(f"{s['step'] / fps:.0f}s", s.get("user_text") or "", s["reply"])
+    try:
+        if row.get("layout") == "offline":
+            turn = row["turns"][0]
+            console.print(
+                f"{row['video']}: offline replay ({row.get('source', 'answer')}), frames {row['frames']}", markup=False
+            )
+            console.print(f"  user: {turn['user_text']}\n  assistant: {turn['reply']}", markup=False)
+            return
+        steps = row.get("steps") or [{"step": k, **t} for k, t in enumerate(row["turns"])]
+        fps = row.get("fps", 0.5)
+        table = Table(title=escape(f"{row['video']}  ({row.get('question', '')})"))
+        table.add_column("time", justify="right")
+        table.add_column("user")
+        table.add_column("assistant")
+        for st in steps:  # the model's and the user's words as written, never as rich markup
+            table.add_row(f"{st['step'] / fps:.0f}s", escape(st.get("user_text") or ""), escape(st["reply"]))
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        fail(
+            f"{file}: trajectory {index} is not a trajectory row ({type(exc).__name__}: {exc}); evolve show reads "
+            "an evolve round's rollouts.jsonl or train.jsonl"
+        )
     console.print(table)

@@ -26,6 +26,10 @@ def train_lora_cmd(
     from evostreaming.train.lora import load_conversations, lora_identity, train_lora
     from evostreaming.utils.jobs import job
 
+    if data.is_dir():
+        inside = data / "train.jsonl"
+        hint = f"use {inside}" if inside.is_file() else "give the JSONL file (an evolve round's train.jsonl)"
+        fail(f"--data {data} is a folder; {hint}")
     if not data.is_file():
         fail(f"--data {data}: no such file")
     load_conversations(data)  # a bad row stops here, before the model loads
