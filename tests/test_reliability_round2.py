@@ -501,3 +501,14 @@ def test_train_lora_on_a_round_folder_names_its_training_file(tmp_path):
     args = ["train", "lora", "--model", "tiyn:x", "--data", str(tmp_path), "--output", str(tmp_path / "o")]
     res = runner.invoke(app, args)
     assert res.exit_code == 2 and f"use {tmp_path / 'train.jsonl'}" in " ".join(res.output.split()), res.output
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [("--steps", "0"), ("--batch-size", "0"), ("--lr", "0"), ("--lr", "nan"), ("--perception-steps", "-1")],
+)
+def test_train_pocket_refuses_settings_that_cannot_train_before_any_work(tmp_path, flag, value):
+    args = ["world", "train-pocket", "--output", str(tmp_path / "p"), "--vision-steps", "0", flag, value]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and f"{flag} must be" in res.output, res.output
+    assert not (tmp_path / "p").exists() or not any((tmp_path / "p").iterdir())

@@ -61,6 +61,20 @@ class PocketTrainConfig:
             raise ValueError(f"--frames-per-turn is a fraction of examples, in [0, 1]; got {self.frames_per_turn}")
         if self.vision_steps < 0:
             raise ValueError(f"--vision-steps must be 0 (skip stage 0) or more; got {self.vision_steps}")
+        for flag, value, least in (
+            ("--steps", self.steps, 1),
+            ("--batch-size", self.batch_size, 1),
+            ("micro_batch", self.micro_batch, 1),
+            ("--perception-steps", self.perception_steps, 0),
+            ("warmup", self.warmup, 0),
+            ("n_scenes", self.n_scenes, 1),
+            ("checkpoint_every", self.checkpoint_every, 1),
+            ("log_every", self.log_every, 1),
+        ):
+            if value < least:
+                raise ValueError(f"{flag} must be >= {least}; got {value}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"--lr must be a finite number > 0; got {self.lr}")
 
 
 def _weight_ok(kind: str, weight: float) -> bool:
