@@ -512,3 +512,18 @@ def test_train_pocket_refuses_settings_that_cannot_train_before_any_work(tmp_pat
     res = runner.invoke(app, args)
     assert res.exit_code == 2 and f"{flag} must be" in res.output, res.output
     assert not (tmp_path / "p").exists() or not any((tmp_path / "p").iterdir())
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--fps", "0"], "--fps must be a positive number"),
+        (["--max-frames", "-2"], "--max-frames is a number of frames >= 1"),
+        (["--question", "hi", "--at", "-3"], "--at takes stream times in seconds >= 0"),
+        ([], "is `evostreaming serve` running there?"),
+    ],
+)
+def test_connect_checks_its_flags_before_it_connects(tmp_path, args, says):
+    url = f"ws://127.0.0.1:{_free_port()}/v1/realtime"  # nothing listens: a flag error must come first
+    res = runner.invoke(app, ["connect", url, str(_clip(tmp_path / "c.mp4", seconds=2)), *args])
+    assert res.exit_code == 2 and says in " ".join(res.output.split()), res.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import typer
 
 from evostreaming.cli.common import (
@@ -69,12 +71,18 @@ def connect(
     from rich.markup import escape
 
     from evostreaming.serve.client import realtime_url, stream_source
-    from evostreaming.video.sources import VideoSourceError, open_source
+    from evostreaming.video.sources import LiveSource, VideoSourceError, open_source
 
     if not url.startswith(("ws://", "wss://")):
         fail(f"{url}: not a WebSocket URL; use {realtime_url(url)} (ws:// or wss://, ending in /v1/realtime)")
     if at and len(at) != len(question):
         fail(f"got {len(question)} --question but {len(at)} --at; give one time per question or none")
+    if not (math.isfinite(fps) and fps > 0):
+        fail(f"--fps must be a positive number of frames per second; got {fps:g}")
+    if max_frames is not None and max_frames < 1:
+        fail(f"--max-frames is a number of frames >= 1 (omit it to stream the whole source); got {max_frames}")
+    if any(not (math.isfinite(t) and t >= 0) for t in at):
+        fail(f"--at takes stream times in seconds >= 0; got {', '.join(f'{t:g}' for t in at)}")
     questions = dict(zip(at or [0.0] * len(question), question, strict=True))
 
     def show(event: dict) -> None:
@@ -88,13 +96,15 @@ def connect(
 
     try:
         frames = open_source(source, fps=fps)
+        if isinstance(frames, LiveSource):
+            frames.probe()  # a missing camera or a dead host, before a session is opened on the server
         if max_frames is not None:
             frames = itertools.islice(frames, max_frames)
         events = stream_source(url, frames, questions=questions, api_key=api_key, fps=fps, on_event=show)
     except VideoSourceError as exc:
         fail(str(exc))
     except (OSError, ConnectionError) as exc:
-        fail(f"{url}: {exc}")
+        fail(f"{url}: {exc}; is `evostreaming serve` running there?")
     stats = next((e for e in reversed(events) if e.get("type") == "session.stats"), {})
     console.print(f"[dim]{stats.get('decisions', 0)} frames decided, {stats.get('responses', 0)} responses[/]")
 
