@@ -527,3 +527,18 @@ def test_connect_checks_its_flags_before_it_connects(tmp_path, args, says):
     url = f"ws://127.0.0.1:{_free_port()}/v1/realtime"  # nothing listens: a flag error must come first
     res = runner.invoke(app, ["connect", url, str(_clip(tmp_path / "c.mp4", seconds=2)), *args])
     assert res.exit_code == 2 and says in " ".join(res.output.split()), res.output
+
+
+@pytest.mark.parametrize("make, says", [(None, "no such folder"), ("empty", "no adapter_config.json there")])
+def test_a_missing_or_empty_adapter_folder_is_refused_before_the_model_loads(tmp_path, make, says):
+    adapter = tmp_path / "adapter"
+    if make:
+        adapter.mkdir()
+    clip = _clip(tmp_path / "c.mp4", seconds=2)
+    res = runner.invoke(app, ["stream", "tiyn:x", str(clip), "--adapter", str(adapter)])
+    assert res.exit_code == 2 and says in " ".join(res.output.split()) and "tiyn" not in res.output, res.output
+
+
+def test_stream_names_max_text_turns_by_its_flag(tmp_path):
+    res = runner.invoke(app, ["stream", "tiyn:x", str(_clip(tmp_path / "c.mp4", seconds=2)), "--max-text-turns", "-1"])
+    assert res.exit_code == 2 and "--max-text-turns must be >= 0" in res.output, res.output

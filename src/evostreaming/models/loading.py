@@ -60,13 +60,13 @@ def load_model(
     """
     placement = placement or Placement(device=device or "auto", dtype=dtype, attn=attn, device_map=device_map)
     parsed = parse_spec(spec)
-    model, processor = parsed.load(placement, trust_remote_code=trust_remote_code)
-    if adapter_dir:
-        from peft import PeftModel
-
-        check_adapter_base(adapter_dir, parsed.folder())
+    base = trained = None
+    if adapter_dir:  # every check the adapter's files allow comes before minutes of loading the model
+        if not Path(adapter_dir).is_dir():
+            raise ModelLoadError(f"--adapter {adapter_dir}: no such folder (a PEFT adapter folder: round-1/adapter)")
         if not (Path(adapter_dir) / "adapter_config.json").is_file():
             raise ModelLoadError(f"--adapter {adapter_dir}: no adapter_config.json there (a PEFT adapter folder?)")
+        check_adapter_base(adapter_dir, parsed.folder())
         base = json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get("base_model_name_or_path")
         stamp = Path(adapter_dir) / BASE_WEIGHTS
         trained = json.loads(stamp.read_text()).get("model") if stamp.is_file() else None
@@ -74,6 +74,10 @@ def load_model(
             raise ModelLoadError(
                 f"adapter {adapter_dir} was trained on {trained!r} ({stamp}), not on {spec!r}; load it on that model"
             )
+    model, processor = parsed.load(placement, trust_remote_code=trust_remote_code)
+    if adapter_dir:
+        from peft import PeftModel
+
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")

@@ -44,7 +44,7 @@ class MemoryPolicy:
         if self.window_frames is not None and self.window_frames < 1:
             raise ValueError(f"a bounded memory keeps at least 1 frame; got window_frames={self.window_frames}")
         if self.max_text_turns is not None and self.max_text_turns < 0:
-            raise ValueError(f"max_text_turns must be >= 0; got {self.max_text_turns}")
+            raise ValueError(f"--max-text-turns must be >= 0 (0 keeps no text turn); got {self.max_text_turns}")
 
     @classmethod
     def for_stream(cls, seconds: float, fps: float, max_text_turns: int | None = 64) -> MemoryPolicy:
