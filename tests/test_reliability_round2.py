@@ -542,3 +542,17 @@ def test_a_missing_or_empty_adapter_folder_is_refused_before_the_model_loads(tmp
 def test_stream_names_max_text_turns_by_its_flag(tmp_path):
     res = runner.invoke(app, ["stream", "tiyn:x", str(_clip(tmp_path / "c.mp4", seconds=2)), "--max-text-turns", "-1"])
     assert res.exit_code == 2 and "--max-text-turns must be >= 0" in res.output, res.output
+
+
+def test_serve_on_a_port_in_use_says_so_before_the_model_loads():
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        res = runner.invoke(app, ["serve", "tiyn:x", "--port", str(held.getsockname()[1])])
+    out = " ".join(res.output.split())
+    assert res.exit_code == 2 and "Address already in use" in out and "choose another --port" in out, out
+
+
+def test_serve_on_an_address_of_another_machine_names_the_host():
+    res = runner.invoke(app, ["serve", "tiyn:x", "--host", "nosuchhost.invalid", "--api-key", "k"])
+    assert res.exit_code == 2 and "--host nosuchhost.invalid" in " ".join(res.output.split()), res.output

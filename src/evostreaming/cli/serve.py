@@ -43,6 +43,7 @@ def serve(
     try:  # the flags come from the configs' fields (their help and their checks live there)
         config = dataclasses.replace(config, limits=limits, allowed_url_hosts=tuple(allow_url_host))
         placement = Placement(device=device, dtype=dtype, attn=attn)
+        config.check_can_listen()
     except ValueError as exc:
         fail(str(exc))
     try:

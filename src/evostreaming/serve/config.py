@@ -102,3 +102,36 @@ class ServerConfig:
             raise ValueError(f"--max-batch-tokens must be >= 1; got {self.max_batch_tokens}")
         if not 0 <= self.port < 65536:
             raise ValueError(f"--port must be in 0..65535; got {self.port}")
+
+    def check_can_listen(self) -> None:
+        """Bind ``host:port`` once and let go, as uvicorn will (SO_REUSEADDR, every address the host
+        resolves to), so that a port in use or an address not on this machine is reported before
+        minutes of model loading, not after. Raises ValueError naming the flag."""
+        import errno
+        import socket
+
+        try:
+            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except socket.gaierror as exc:
+            raise ValueError(f"--host {self.host}: not an address or name this machine resolves ({exc})") from None
+        bound = 0  # like asyncio's create_server: a family this machine lacks is skipped, not an error
+        for family, kind, proto, _, address in infos:
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError:
+                continue
+            with sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind(address)
+                    bound += 1
+                except OSError as exc:
+                    if exc.errno == errno.EADDRNOTAVAIL:
+                        continue
+                    hint = "another server holds it; choose another --port (0 = any free port)"
+                    if exc.errno != errno.EADDRINUSE:
+                        hint = "is --host an address of this machine?"
+                    where = f"{self.host}:{self.port}"
+                    raise ValueError(f"cannot listen on {where} ({exc.strerror or exc}); {hint}") from None
+        if not bound:
+            raise ValueError(f"cannot listen on {self.host}:{self.port}: --host is not an address of this machine")
