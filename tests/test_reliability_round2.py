@@ -556,3 +556,14 @@ def test_serve_on_a_port_in_use_says_so_before_the_model_loads():
 def test_serve_on_an_address_of_another_machine_names_the_host():
     res = runner.invoke(app, ["serve", "tiyn:x", "--host", "nosuchhost.invalid", "--api-key", "k"])
     assert res.exit_code == 2 and "--host nosuchhost.invalid" in " ".join(res.output.split()), res.output
+
+
+@pytest.mark.parametrize("command", [["demo"], ["eval", "run", "--baseline", "always-silent", "--data", "BENCH"]])
+def test_an_output_that_is_a_file_or_cannot_be_made_is_named(tmp_path, command):
+    if "BENCH" in command:
+        command = [str(_bench(tmp_path / "bench", n=1)) if a == "BENCH" else a for a in command]
+    (tmp_path / "a-file").write_text("x")
+    res = runner.invoke(app, [*command, "--output", str(tmp_path / "a-file")])
+    assert res.exit_code == 2 and "is a file, not a folder" in " ".join(res.output.split()), res.output
+    res = runner.invoke(app, [*command, "--output", "/proc/no/such"])
+    assert res.exit_code == 2 and "cannot write there" in res.output and "--output" in res.output, res.output

@@ -29,7 +29,7 @@ from evostreaming.evolve.pool import world_pool
 from evostreaming.models.loading import load_model
 from evostreaming.stream.session import SessionConfig
 from evostreaming.train.lora import LoraTrainConfig
-from evostreaming.utils.jobs import LOCK, folder_lock, write_atomic, write_json
+from evostreaming.utils.jobs import LOCK, ensure_writable, folder_lock, write_atomic, write_json
 from evostreaming.world.bench import make_bench
 from evostreaming.world.pocket.evaluate import offline_metrics
 
@@ -146,6 +146,8 @@ def check_resumable(output: Path, cfg: DemoConfig) -> None:
     """Resuming reuses every finished step, so a folder made with other weights or settings would
     silently mix two runs: refuse it (ValueError, before any work) and say how to go on."""
     stamp, path = run_stamp(cfg), output / STAMP
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output} is a file, not a folder; pass --output NEW_FOLDER")
     if path.exists():
         old = json.loads(path.read_text())
         if old == stamp:
@@ -162,7 +164,7 @@ def check_resumable(output: Path, cfg: DemoConfig) -> None:
             f"{output} is not empty and has no {STAMP} (made by an older version, or not by the demo), so its "
             "finished steps cannot be matched to these weights and settings. Remove it or pass --output NEW_FOLDER."
         )
-    output.mkdir(parents=True, exist_ok=True)
+    ensure_writable(output)
     path.write_text(json.dumps(stamp, indent=1))
 
 

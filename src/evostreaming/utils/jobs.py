@@ -48,6 +48,8 @@ def write_json(path: Path, data) -> None:
 def ensure_writable(folder: Path, flag: str = "--output") -> Path:
     """Create ``folder`` and prove it takes files, before any expensive work."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise JobError(f"{folder} is a file, not a folder; choose another {flag}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test.{os.getpid()}"
