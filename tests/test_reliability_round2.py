@@ -567,3 +567,12 @@ def test_an_output_that_is_a_file_or_cannot_be_made_is_named(tmp_path, command):
     assert res.exit_code == 2 and "is a file, not a folder" in " ".join(res.output.split()), res.output
     res = runner.invoke(app, [*command, "--output", "/proc/no/such"])
     assert res.exit_code == 2 and "cannot write there" in res.output and "--output" in res.output, res.output
+
+
+@pytest.mark.parametrize("command", [["bench", "streaming"], ["bench", "engine"], ["bench", "load"], ["models"]])
+def test_a_results_file_that_cannot_be_written_is_refused_before_measuring(tmp_path, command):
+    (tmp_path / "a-file").write_text("x")
+    for where, says in ((tmp_path, "is a folder"), (tmp_path / "a-file" / "r.json", "is a file, not a folder")):
+        res = runner.invoke(app, [*command, "--json", str(where)])
+        flat = " ".join(res.output.replace("│", " ").split())  # typer's error box, unwrapped
+        assert res.exit_code == 2 and says in flat and "--json" in flat, res.output

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from evostreaming.cli.common import App, console
+from evostreaming.cli.common import App, check_json_out, console
 
 app = App(help="Performance benchmarks (write JSON + PNG).", no_args_is_help=True)
 
@@ -42,6 +42,7 @@ def bench_streaming(
     at_least("--frames", frames, 1)
     at_least("--window", window, 1)
     at_least("--naive-max", naive_max, 1)
+    check_json_out(json_out)
     summary = run_benchmark(model, frames, window=window, naive_max=naive_max, json_out=json_out, seed=seed)
     console.print_json(data={k: v for k, v in summary.items() if k != "series"})
 
@@ -69,6 +70,7 @@ def bench_engine(
     at_least("--window", window, 0)
     at_least("--max-new-tokens", max_new_tokens, 1)
     at_least("--max-batch-tokens", max_batch_tokens, 1)
+    check_json_out(json_out)
     summary = run_engine_benchmark(
         model,
         counts,
@@ -100,5 +102,6 @@ def bench_load(
     if not (0 < fps <= 4 and 0 < seconds <= 600 and 1 <= max_sessions <= 64):
         raise typer.BadParameter("keep it bounded: 0 < fps <= 4, 0 < seconds <= 600, 1 <= max-sessions <= 64")
     counts = counts_flag("--levels", levels, 1, max_sessions + 1) if levels else None
+    check_json_out(json_out)
     summary = run_load(model, max_sessions, fps, seconds, json_out, adapter, counts, batch=batch)
     console.print_json(data={k: v for k, v in summary.items() if k != "levels"})

@@ -115,3 +115,15 @@ def config_options(config_cls: type, into: str):
         return wrapper
 
     return decorate
+
+
+def check_json_out(json_out: Path) -> None:
+    """The results file's folder takes files, before minutes of measuring (results are written at the end)."""
+    from evostreaming.utils.jobs import ensure_writable
+
+    if json_out.is_dir():
+        raise typer.BadParameter(f"--json {json_out} is a folder; give a file name in it ({json_out / 'out.json'})")
+    try:
+        ensure_writable(json_out.parent, "--json")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from evostreaming.cli.common import console
+from evostreaming.cli.common import check_json_out, console
 
 
 def family_rows(check: bool = False) -> list[dict]:
@@ -53,6 +53,8 @@ def models(
     """List every supported model family: transformers class, positions, memory, exactness."""
     from rich.table import Table
 
+    if json_out:
+        check_json_out(json_out)  # before --check's minutes of exactness runs
     rows = family_rows(check)
     table = Table(title=f"{len(rows)} supported model families (docs/streaming.md)")
     for col in ("family", "transformers class", "positions", "memory", "adapter", "real twins", "exact here"):
