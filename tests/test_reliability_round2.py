@@ -221,7 +221,7 @@ def test_stream_jsonl_under_a_file_is_refused_before_loading(tmp_path):
     clip = _clip(tmp_path / "c.mp4")
     (tmp_path / "afile").write_text("x")
     res, text = _cli("stream", "no-such-model-folder", clip, "--jsonl", tmp_path / "afile" / "steps.jsonl")
-    assert res.exit_code == 2 and "afile: cannot write there" in text and "--jsonl" in text
+    assert res.exit_code == 2 and "afile is a file, not a folder" in text and "--jsonl" in text
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "https://host:443/v1/realtime"])
