@@ -240,7 +240,7 @@ def test_an_unwritable_output_is_one_line_before_any_work(tmp_path):
     res = _eval(data, blocker / "run", "--baseline", "oracle")
     assert res.returncode == 2 and "cannot write there" in _error_line(res)
     res = run("world", "eval-pocket", "--n-per-kind", "1", "--json", blocker / "m.json")
-    assert res.returncode == 2 and "cannot write there" in _error_line(res)
+    assert res.returncode == 2 and "a-file is a file, not a folder; choose another --json" in _error_line(res)
 
 
 def test_debug_shows_the_traceback_that_a_user_error_otherwise_hides(tmp_path):
