@@ -576,3 +576,11 @@ def test_a_results_file_that_cannot_be_written_is_refused_before_measuring(tmp_p
         res = runner.invoke(app, [*command, "--json", str(where)])
         flat = " ".join(res.output.replace("│", " ").split())  # typer's error box, unwrapped
         assert res.exit_code == 2 and says in flat and "--json" in flat, res.output
+
+
+def test_make_bench_refuses_no_streams_and_an_output_that_is_a_file(tmp_path):
+    res = runner.invoke(app, ["world", "make-bench", "--output", str(tmp_path / "b"), "--n", "0"])
+    assert res.exit_code == 2 and "--n" in res.output and not (tmp_path / "b").exists(), res.output
+    (tmp_path / "a-file").write_text("x")
+    res = runner.invoke(app, ["world", "make-bench", "--output", str(tmp_path / "a-file"), "--n", "1"])
+    assert res.exit_code == 2 and "is a file, not a folder" in " ".join(res.output.split()), res.output

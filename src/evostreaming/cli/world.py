@@ -15,11 +15,13 @@ app = App(help="ShapesWorld: the procedural video world and the pocket model.", 
 def world_make_bench(
     output: Path = typer.Option(..., help="folder to write samples.jsonl, scenes.jsonl and videos/"),
     seed: int = typer.Option(1, help="benchmark seed (scene seeds are derived from it)"),
-    n: int = typer.Option(50, help="number of streams (task types in turn)"),
+    n: int = typer.Option(50, min=1, max=10_000, help="number of streams (task types in turn)"),
 ) -> None:
     """Write a ShapesWorld streaming benchmark in the RealStreamEval native format, with mp4s."""
+    from evostreaming.utils.jobs import ensure_writable
     from evostreaming.world.bench import make_bench
 
+    ensure_writable(output)  # a file in the way, or no permission: named before any video is drawn
     samples = make_bench(seed, n, output)
     console.print(f"{len(samples)} streams -> {output / 'samples.jsonl'} (use: evostreaming eval run --data {output})")
 
