@@ -451,7 +451,12 @@ def _free_port():
 
 
 @pytest.mark.parametrize(
-    "source, says", [("97", "no camera /dev/video97"), ("rtsp://127.0.0.1:{port}/cam", "cannot reach")]
+    "source, says",
+    [
+        ("97", "no camera /dev/video97"),
+        ("rtsp://127.0.0.1:{port}/cam", "cannot reach"),
+        ("rtsp://127.0.0.1:99999/cam", "Port out of range"),
+    ],
 )
 def test_stream_from_a_missing_camera_or_a_dead_host_fails_before_loading(tmp_path, source, says):
     source = source.format(port=_free_port())

@@ -180,7 +180,10 @@ class LiveSource(FrameSource):
                 raise VideoSourceError(f"{self.name}: no camera {device} ({have}) (stream time reached: 0.0 s)")
             return
         url = urlsplit(str(self.spec))
-        port = url.port if url.port else self.PORTS.get(url.scheme.lower())
+        try:
+            port = url.port or self.PORTS.get(url.scheme.lower())
+        except ValueError as exc:  # "rtsp://host:99999/x"
+            raise VideoSourceError(f"{self.name}: {exc} (stream time reached: 0.0 s)") from None
         if not url.hostname or port is None:
             return  # a scheme PyAV knows and we do not: opening it will tell
         try:
