@@ -191,7 +191,9 @@ def test_the_load_benchmark_counts_held_and_refused_sessions(tmp_path):
     one, two = summary["levels"]
     assert (one["held"], one["refused"]) == (1, 0) and (two["held"], two["refused"]) == (1, 1)
     assert one["frames_sent"] == 4 and one["latency_ms"]["p50"] > 0 and one["cache_mb_per_session"] > 0
-    assert summary["most_sessions_held_under_1pct_drops"] == 1
+    # whether the one session lost a frame depends on this machine's load (a busy worker rightly
+    # supersedes a frame), so the headline is checked against its rule: level two is always refused
+    assert summary["most_sessions_held_under_1pct_drops"] == (1 if one["dropped_fraction"] < 0.01 else 0)
     assert json.loads(out.read_text())["levels"] == summary["levels"] and out.with_suffix(".png").exists()
 
 
