@@ -95,3 +95,12 @@ def one_row_lora_data(folder: Path) -> Path:
     data = folder / "train.jsonl"
     data.write_text(json.dumps(row) + "\n")
     return data
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now (the OS picks it; closed before it is returned)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -4,21 +4,16 @@ and a shard left behind by a killed process resumes."""
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import free_port
+
 pytestmark = pytest.mark.slow
 ACCELERATE = Path(sys.executable).parent / "accelerate"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _eval(bench: Path, out: Path, processes: int):
@@ -35,7 +30,7 @@ def _eval(bench: Path, out: Path, processes: int):
             "--num_processes",
             str(processes),
             "--main_process_port",
-            str(_free_port()),  # never the default 29500: another run may hold it or leave it in TIME_WAIT
+            str(free_port()),  # never the default 29500: another run may hold it or leave it in TIME_WAIT
             "-m",
             "evostreaming.cli",
             *args,
@@ -96,7 +91,7 @@ def _evolve(out: Path, processes: int):
     cmd = [sys.executable, "-m", "evostreaming.cli", *args]
     if processes > 1:
         cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", str(processes)]
-        cmd += ["--main_process_port", str(_free_port()), "-m", "evostreaming.cli", *args]
+        cmd += ["--main_process_port", str(free_port()), "-m", "evostreaming.cli", *args]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     return out / "round-1"

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import free_port
 from evostreaming.cli import app
 from evostreaming.eval.schema import GoldAnswer, Sample, SampleFormatError, UserTurn, write_samples
 from evostreaming.video.writer import write_mp4
@@ -444,12 +445,6 @@ def test_timelines_below_minus_one_is_refused(tmp_path):
     assert res.exit_code == 2 and "--timelines" in res.output, res.output
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize(
     "source, says",
     [
@@ -459,7 +454,7 @@ def _free_port():
     ],
 )
 def test_stream_from_a_missing_camera_or_a_dead_host_fails_before_loading(tmp_path, source, says):
-    source = source.format(port=_free_port())
+    source = source.format(port=free_port())
     res = runner.invoke(app, ["stream", "tiyn:x", source])
     assert res.exit_code == 2, res.output
     assert says in " ".join(res.output.split()) and "tiyn" not in res.output, res.output
@@ -529,7 +524,7 @@ def test_train_pocket_refuses_settings_that_cannot_train_before_any_work(tmp_pat
     ],
 )
 def test_connect_checks_its_flags_before_it_connects(tmp_path, args, says):
-    url = f"ws://127.0.0.1:{_free_port()}/v1/realtime"  # nothing listens: a flag error must come first
+    url = f"ws://127.0.0.1:{free_port()}/v1/realtime"  # nothing listens: a flag error must come first
     res = runner.invoke(app, ["connect", url, str(_clip(tmp_path / "c.mp4", seconds=2)), *args])
     assert res.exit_code == 2 and says in " ".join(res.output.split()), res.output
 

@@ -5,7 +5,6 @@ point; `--concurrency` runs streams at once and resumes."""
 
 import contextlib
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -13,15 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
 from evostreaming.world.bench import make_bench
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _eval(bench, out, *args):
@@ -36,7 +30,7 @@ def _eval(bench, out, *args):
 @contextlib.contextmanager
 def _serve(*args: str):
     """`evostreaming serve pocket ARGS` on a free loopback port, until the block ends; yields the port."""
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "evostreaming.cli", "serve", "pocket", "--port", str(port), *args]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:
@@ -133,7 +127,7 @@ def test_a_malformed_policy_is_refused_before_anything_runs(tmp_path):
 @pytest.mark.parametrize("scheme", ["realtime", "openai"])
 def test_a_dead_server_stops_the_run_before_any_stream_with_the_reason(tmp_path, scheme):
     make_bench(1, 1, tmp_path / "bench")
-    port = _free_port()
+    port = free_port()
     spec = {
         "realtime": f"realtime:ws://127.0.0.1:{port}/v1/realtime",
         "openai": f"openai:http://127.0.0.1:{port}/v1,model=m",
@@ -154,7 +148,7 @@ def test_a_server_that_dies_mid_run_fails_the_stream_with_its_reason(tmp_path):
     from evostreaming.eval.schema import Sample
 
     policy = make_remote_policy(
-        f"realtime:ws://127.0.0.1:{_free_port()}/v1/realtime", RemoteSettings(system_prompt="s", marker="<silent>")
+        f"realtime:ws://127.0.0.1:{free_port()}/v1/realtime", RemoteSettings(system_prompt="s", marker="<silent>")
     )
     sample = Sample.model_construct(id="s1", video=str(tmp_path / "none.mp4"), fps=0.5, duration=4.0, turns=[])
     row = run_sample(policy, sample)
@@ -226,7 +220,7 @@ def test_two_launched_processes_each_running_two_remote_streams_equal_the_local_
     Overall as the local session, every sample once."""
     root, local, a = local_run
     accelerate = Path(sys.executable).parent / "accelerate"
-    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(_free_port())]
+    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port())]
     cmd += ["-m", "evostreaming.cli", "eval", "run", "--data", str(root / "bench"), "--output", str(tmp_path / "o")]
     cmd += ["--timelines", "0", "--policy", f"realtime:ws://127.0.0.1:{server}/v1/realtime", "--concurrency", "2"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

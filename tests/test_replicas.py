@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -17,13 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import free_port
+
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _nginx() -> str:
@@ -136,9 +131,9 @@ async def _scenario(lb: int, replicas: list[subprocess.Popen], ports: list[int])
 
 def test_two_replicas_behind_nginx_spread_sessions_and_fail_apart(tmp_path):
     nginx = _nginx()
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     replicas = [_serve(p) for p in ports]
-    lb = _free_port()
+    lb = free_port()
     conf = _conf(tmp_path, lb, ports)
     proxy = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"])
     try:

@@ -3,24 +3,17 @@ clip; `stream`, `connect` and a server-side URL session read it with PyAV over T
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import chromium_or_skip
+from conftest import chromium_or_skip, free_port
 
 pytestmark = pytest.mark.slow
 TOOL = Path(__file__).parent / "tools" / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _have_gst_rtsp() -> bool:
@@ -52,7 +45,7 @@ def rtsp_url(tmp_path_factory):
 
     clip = tmp_path_factory.mktemp("rtsp") / "clip.mp4"
     write_mp4([f for _, f in render_frames(generate_scene(3), fps=2.0)][:60], clip, fps=2.0)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([SYSTEM_PYTHON, str(TOOL), str(port), str(clip)], stdout=subprocess.PIPE, text=True)
     _wait_line(proc, "ready")
     yield f"rtsp://127.0.0.1:{port}/clip"
@@ -72,7 +65,7 @@ def test_stream_reads_an_rtsp_camera(rtsp_url, tmp_path):
 
 @pytest.fixture(scope="module")
 def server():
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "evostreaming.cli", "serve", "tiny:qwen2_vl", "--port", str(port)]
     cmd += ["--allow-url-host", "127.0.0.1", "--max-new-tokens", "2"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
@@ -104,7 +97,7 @@ def test_a_server_side_url_session_reads_the_camera_and_a_dead_url_is_a_clear_er
                     decisions.append(ev)
                     if len(decisions) == 2:
                         break
-            dead = rtsp_url.rsplit(":", 1)[0] + f":{_free_port()}/none"  # nothing listens there
+            dead = rtsp_url.rsplit(":", 1)[0] + f":{free_port()}/none"  # nothing listens there
             await client.update(source={"type": "url", "url": dead})
             errors = []
             async for ev in client.events():

@@ -2,7 +2,6 @@
 connect`` and Debian's chromium through Playwright with a fake webcam made from a ShapesWorld clip."""
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import chromium_or_skip
+from conftest import chromium_or_skip, free_port
 from evostreaming.serve.client import stream_frames
 from evostreaming.video.sources import Frame
 from evostreaming.video.writer import write_video
@@ -21,16 +20,10 @@ from evostreaming.world.scene import render_frames
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A served tiny model that always responds (threshold 1: silent only when certain), so every frame has a reply."""
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "evostreaming.cli", "serve", "tiny:qwen2_vl", "--port", str(port)]
     cmd += ["--silence-threshold", "1.0", "--max-new-tokens", "3", "--max-fps", "50"]
     cmd += ["--upload-dir", str(tmp_path_factory.mktemp("uploads"))]
@@ -157,7 +150,7 @@ def test_the_page_in_chromium_with_a_fake_webcam(server, tmp_path):
 def test_the_page_reports_a_wrong_key(tmp_path):
     """A keyed server refuses the page's WebSocket without the key; the page says so."""
     chromium, sync_api = chromium_or_skip()
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "evostreaming.cli", "serve", "tiny:qwen2_vl", "--port", str(port), "--api-key", "k1"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:
@@ -237,7 +230,7 @@ def test_the_demo_adapter_served_stays_silent_before_the_event_and_answers_after
         s.model_dump() for s in samples if s.regime == "FAR" and len(s.answers) == 1 and s.answers[0].time >= 8
     )
     bench = tmp_path / "bench" / "samples.jsonl"
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "evostreaming.cli", "serve", "pocket", "--adapter", str(adapter), "--port", str(port)]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:
